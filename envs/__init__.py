@@ -1,0 +1,42 @@
+"""Environments: one folder per env; every env id is registered with gymnasium here, lazily.
+
+``import envs`` registers the ids; ``gymnasium.make("resrl/Echo-v0")`` then imports the env module on demand.
+Add an env: create ``envs/<name>/`` (env.py, actions.py, prompts.py) and add one ``register`` line below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from envs.base import EnvError, Parsed, TextEnv, register
+
+__all__ = ["ENV_MODULES", "EnvError", "Parsed", "TextEnv", "env_ids", "load_module", "register"]
+
+# env id -> the package holding env.py, actions.py and prompts.py
+ENV_MODULES: dict[str, str] = {
+    "resrl/Echo-v0": "envs.echo",
+}
+
+register("resrl/Echo-v0", "envs.echo.env:EchoEnv")
+
+
+def env_ids() -> list[str]:
+    """Every env id this package registers."""
+    return sorted(ENV_MODULES)
+
+
+def load_module(env_id: str, part: str) -> Any:
+    """Import ``envs.<name>.<part>`` (``actions``, ``prompts``) for a registered env id."""
+    try:
+        package = ENV_MODULES[env_id]
+    except KeyError:
+        raise EnvError(f"unknown env id {env_id!r}", hint=f"registered ids: {', '.join(env_ids())}") from None
+    return importlib.import_module(f"{package}.{part}")
+
+
+def action_parser(env_id: str) -> Callable[[str], Parsed]:
+    """The env's pure ``parse_action(text) -> Parsed`` (Contract 2)."""
+    parser: Callable[[str], Parsed] = load_module(env_id, "actions").parse_action
+    return parser

@@ -1,0 +1,199 @@
+"""The environment contract every resrl-agent env keeps (DESIGN.md "Contracts" and "Environments").
+
+An env is a ``gymnasium.Env`` whose observations and actions are text. ``reset(seed, options)`` takes
+``options={"task_id": ...}`` (or ``"split"`` / ``"task_type"``) so that the G rollouts of a group start from
+the same task; ``step(action)`` takes the env-level action text. Turning model text into that action is the
+agent layer's job: each env ships a pure ``parse_action(text) -> Parsed`` in ``envs/<name>/actions.py``.
+
+Every ``info`` dict carries the keys in :data:`REQUIRED_INFO_KEYS` (``anchor``, ``action_valid``, ``won``,
+``task_id``) and, where the env has them, ``available_actions`` and ``expert_action``.
+Envs never add penalties (Contract 4): an invalid action changes nothing and gives reward 0.
+
+This module imports gymnasium and the standard library only: env-server images stay small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import string
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+import gymnasium as gym
+from gymnasium import spaces
+
+__all__ = [
+    "INFO_ACTION_VALID",
+    "INFO_ANCHOR",
+    "INFO_AVAILABLE_ACTIONS",
+    "INFO_EXPERT_ACTION",
+    "INFO_TASK_ID",
+    "INFO_WON",
+    "REQUIRED_INFO_KEYS",
+    "EnvError",
+    "Parsed",
+    "TextEnv",
+    "TextSpace",
+    "anchor_key",
+    "check_info",
+    "register",
+]
+
+INFO_ANCHOR: Final = "anchor"
+INFO_ACTION_VALID: Final = "action_valid"
+INFO_WON: Final = "won"
+INFO_TASK_ID: Final = "task_id"
+INFO_AVAILABLE_ACTIONS: Final = "available_actions"
+INFO_EXPERT_ACTION: Final = "expert_action"
+REQUIRED_INFO_KEYS: Final = (INFO_ANCHOR, INFO_ACTION_VALID, INFO_WON, INFO_TASK_ID)
+
+# Random actions drawn by gymnasium's check_env come from this charset: printable ASCII incl. whitespace,
+# so brackets, quotes and JSON punctuation are exercised, not only alphanumerics.
+TEXT_CHARSET: Final = frozenset(string.printable)
+
+
+class EnvError(RuntimeError):
+    """An infrastructure failure inside an env (engine crash, missing data, bad configuration).
+
+    Model mistakes are never EnvErrors: they are invalid actions (``info["action_valid"] = False``).
+    The rollout loop catches EnvError in one place and ends the episode with ``stop_reason="env_error"``.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message if hint is None else f"{message} ({hint})")
+        self.message = message
+        self.hint = hint
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """Result of turning model text into an env action (Contract 2).
+
+    ``action`` is None when the text did not parse; then ``format_valid`` is False and ``feedback`` is the
+    observation the model sees next (the env is not stepped, Contract 3).
+    """
+
+    action: str | None
+    format_valid: bool
+    feedback: str = ""
+
+    def __post_init__(self) -> None:
+        if self.format_valid and self.action is None:
+            raise ValueError("Parsed(format_valid=True) needs an action; use format_valid=False for unparsable text")
+
+
+class TextSpace(spaces.Text):
+    """A text space whose membership test accepts any string up to ``max_length`` characters.
+
+    Observations are natural-language text from real engines (product titles, tool results) and may hold any
+    Unicode character, so membership checks only type and length. The charset drives random sampling, which
+    is what ``check_env`` uses to throw arbitrary actions at the env.
+    """
+
+    def __init__(
+        self,
+        max_length: int,
+        *,
+        min_length: int = 0,
+        charset: frozenset[str] | str = TEXT_CHARSET,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(max_length=max_length, min_length=min_length, charset=charset, seed=seed)
+
+    def contains(self, x: Any) -> bool:
+        return isinstance(x, str) and self.min_length <= len(x) <= self.max_length
+
+    def __repr__(self) -> str:
+        return f"TextSpace(min_length={self.min_length}, max_length={self.max_length})"
+
+
+def anchor_key(task_id: str, text: str) -> str:
+    """Stable hash of a history-free state description within one task (Contract 5).
+
+    Uses blake2b of the task identity and the text, never Python's process-salted ``hash()``, so keys are
+    equal across processes, machines and runs.
+    """
+    digest = hashlib.blake2b(digest_size=12)
+    digest.update(task_id.encode("utf-8"))
+    digest.update(b"\x1f")
+    digest.update(text.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def check_info(info: dict[str, Any]) -> None:
+    """Raise EnvError if ``info`` lacks a key or type the contract requires (used by tests and servers)."""
+    missing = [key for key in REQUIRED_INFO_KEYS if key not in info]
+    if missing:
+        raise EnvError(
+            f"info lacks required key(s) {missing}; every reset/step info must carry {list(REQUIRED_INFO_KEYS)}"
+        )
+    if not isinstance(info[INFO_ANCHOR], str) or not info[INFO_ANCHOR]:
+        raise EnvError(f"info['anchor'] must be a non-empty str, got {info[INFO_ANCHOR]!r}")
+    for key in (INFO_ACTION_VALID, INFO_WON):
+        if not isinstance(info[key], bool):
+            raise EnvError(f"info[{key!r}] must be a bool, got {type(info[key]).__name__}")
+    available = info.get(INFO_AVAILABLE_ACTIONS)
+    if available is not None and not (isinstance(available, list) and all(isinstance(a, str) for a in available)):
+        raise EnvError("info['available_actions'] must be a list of str")
+
+
+class TextEnv(gym.Env[str, str]):
+    """Base class for text environments: text spaces, the info contract, ``ansi`` rendering.
+
+    Subclasses implement ``reset`` and ``step`` and build their info dicts with :meth:`make_info`.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"]}
+    max_observation_chars: ClassVar[int] = 16_384
+    max_action_chars: ClassVar[int] = 4_096
+
+    def __init__(self, *, render_mode: str | None = None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode={render_mode!r} is not one of {self.metadata['render_modes']}")
+        self.render_mode = render_mode
+        self.observation_space = TextSpace(self.max_observation_chars)
+        self.action_space = TextSpace(self.max_action_chars)
+        self._last_observation = ""
+
+    def make_info(
+        self, *, task_id: str, anchor_text: str, action_valid: bool, won: bool, **extra: Any
+    ) -> dict[str, Any]:
+        """Build an info dict with the required keys; ``anchor_text`` is the history-free state text."""
+        info: dict[str, Any] = {
+            INFO_ANCHOR: anchor_key(task_id, anchor_text),
+            INFO_ACTION_VALID: bool(action_valid),
+            INFO_WON: bool(won),
+            INFO_TASK_ID: task_id,
+        }
+        info.update(extra)
+        return info
+
+    def _observe(self, observation: str) -> str:
+        """Remember (and optionally print) the latest observation; returns it, clipped to the space."""
+        observation = observation[: self.max_observation_chars]
+        self._last_observation = observation
+        if self.render_mode == "human":
+            print(observation)  # noqa: T201 - "human" render mode prints by definition
+        return observation
+
+    def render(self) -> str | None:  # type: ignore[override]
+        if self.render_mode == "ansi":
+            return self._last_observation
+        return None
+
+
+def register(env_id: str, entry_point: str, *, max_episode_steps: int | None = None, **kwargs: Any) -> None:
+    """Register ``env_id`` (``namespace/Name-vN``) with gymnasium, lazily by ``"module:Class"`` entry point.
+
+    Registering the same id with the same entry point twice is a no-op, so re-imports are harmless.
+    """
+    existing = gym.registry.get(env_id)
+    if existing is not None:
+        if existing.entry_point == entry_point:
+            return
+        raise EnvError(f"env id {env_id!r} is already registered to {existing.entry_point!r}, not {entry_point!r}")
+    # Our envs enforce their own step limits and report them as truncated; gymnasium's passive checker
+    # warns on text spaces, so it is disabled and tests run check_env explicitly instead.
+    gym.register(
+        id=env_id, entry_point=entry_point, max_episode_steps=max_episode_steps, disable_env_checker=True, kwargs=kwargs
+    )

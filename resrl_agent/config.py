@@ -1,0 +1,316 @@
+"""Typed, strict run configuration: pydantic v2 models loaded from YAML plus dotted command-line overrides.
+
+Every section forbids unknown keys and is frozen; closed choices are ``Literal``; defaults live only here.
+``load_config("configs/x.yaml", ["algo.resrl.rank=32"])`` returns a validated :class:`RunConfig` or raises
+:class:`~resrl_agent.errors.ConfigError` naming the key, the value seen and what is allowed.
+
+Env kwargs are free-form here and validated by the env itself at ``make()`` time, so this module never
+imports envs.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from resrl_agent.errors import ConfigError
+
+__all__ = [
+    "AlgoConfig",
+    "EngineConfig",
+    "EnvRef",
+    "EvalConfig",
+    "GigpoConfig",
+    "LossConfig",
+    "ModelConfig",
+    "ResrlConfig",
+    "RolloutConfig",
+    "RunConfig",
+    "TrainerConfig",
+    "apply_overrides",
+    "dump_config",
+    "load_config",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class EnvRef(_Section):
+    """Which registered env to run (``resrl/ALFWorld-v0`` ...) and the kwargs its constructor validates."""
+
+    id: str = "resrl/Echo-v0"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    train_split: str | None = None
+    eval_split: str | None = None
+
+
+class ModelConfig(_Section):
+    """The policy: a local HF checkpoint dir, or ``tiny``/``small`` (built locally by make-model and cached)."""
+
+    path: str = "tiny"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"
+    gradient_checkpointing: bool = False
+
+
+class RolloutConfig(_Section):
+    """How episodes are played: context mode, group size, sampling, limits."""
+
+    context_mode: Literal["concat", "window"] = "concat"
+    window_turns: int = Field(2, ge=0, description="window mode: past turns kept in each prompt")
+    group_size: int = Field(4, ge=1, description="G: rollouts per task")
+    tasks_per_iteration: int = Field(4, ge=1)
+    max_turns: int = Field(8, ge=1)
+    max_new_tokens: int = Field(64, ge=1)
+    max_context_tokens: int = Field(2048, ge=16)
+    temperature: float = Field(1.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0, description="0 = off")
+    stop: list[str] = Field(default_factory=list)
+    concurrency: int = Field(16, ge=1, description="episodes played at once")
+
+
+class EngineConfig(_Section):
+    """The inference backend that samples rollouts."""
+
+    backend: Literal["hf", "vllm", "openai"] = "hf"
+    url: str | None = None
+    device: str = "cpu"
+    gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _url_for_openai(self) -> EngineConfig:
+        if self.backend == "openai" and not self.url:
+            raise ValueError("engine.backend=openai needs engine.url (for example http://127.0.0.1:8000/v1)")
+        return self
+
+
+class GigpoConfig(_Section):
+    gamma: float = Field(0.95, ge=0.0, le=1.0)
+    omega: float = Field(1.0, ge=0.0, description="weight of the step-group advantage")
+    norm: Literal["mean_std", "mean"] = "mean_std"
+    episode_stats: Literal["steps", "trajectories"] = "steps"
+    invalid_penalty: float = Field(0.1, ge=0.0)
+
+
+class ResrlConfig(_Section):
+    """ResRL negative-token reweighting (arXiv 2605.00380); ``reweight: none`` turns it off."""
+
+    reweight: Literal["none", "resrl"] = "resrl"
+    rank: int = Field(64, ge=1)
+    q_low: float = Field(0.2, ge=0.0, le=1.0)
+    q_high: float = Field(0.8, ge=0.0, le=1.0)
+    min_weight: float = Field(0.1, ge=0.0, le=1.0, description="xi")
+    pos_scale: float = Field(0.1, ge=0.0, description="lambda: positive advantages are multiplied by it")
+    max_pos_tokens: int = Field(4096, ge=4)
+    svd: Literal["randomized", "exact"] = "randomized"
+    niter: int = Field(4, ge=0)
+    positive: Literal["advantage", "score"] = "advantage"
+
+    @model_validator(mode="after")
+    def _quantiles_ordered(self) -> ResrlConfig:
+        if self.q_low >= self.q_high:
+            raise ValueError(f"algo.resrl.q_low={self.q_low} must be below algo.resrl.q_high={self.q_high}")
+        return self
+
+
+class LossConfig(_Section):
+    clip_low: float = Field(0.2, ge=0.0)
+    clip_high: float = Field(0.2, ge=0.0)
+    dual_clip: float | None = Field(3.0, gt=1.0)
+    agg: Literal["token-mean", "seq-mean-token-sum", "seq-mean-token-mean"] = "token-mean"
+    kl_coef: float = Field(0.0, ge=0.0)
+    kl_kind: Literal["low_var_kl", "k1", "k2"] = "low_var_kl"
+    entropy_coef: float = Field(0.0, ge=0.0)
+
+
+class AlgoConfig(_Section):
+    advantage: Literal["grpo", "nsr", "psr", "w_reinforce", "dapo", "gigpo"] = "gigpo"
+    gigpo: GigpoConfig = Field(default_factory=GigpoConfig)
+    resrl: ResrlConfig = Field(default_factory=ResrlConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+
+
+class TrainerConfig(_Section):
+    iterations: int = Field(10, ge=0)
+    lr: float = Field(1e-6, gt=0.0)
+    warmup_steps: int = Field(10, ge=0)
+    weight_decay: float = Field(0.1, ge=0.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    ppo_epochs: int = Field(1, ge=1)
+    mini_batches: int = Field(1, ge=1, description="optimizer steps per iteration and epoch")
+    micro_batch_tokens: int = Field(8192, ge=16, description="tokens per forward/backward (gradient accumulation)")
+    save_every: int = Field(0, ge=0, description="0 = only at the end")
+    eval_every: int = Field(0, ge=0)
+    num_learners: int = Field(1, ge=1)
+    device: str = "cpu"
+    sft_epochs: int = Field(0, ge=0, description="SFT warm-start epochs on expert trajectories before RL")
+    sft_lr: float = Field(1e-3, gt=0.0)
+
+
+class EvalConfig(_Section):
+    num_tasks: int = Field(30, ge=1)
+    samples_per_task: int = Field(1, ge=1)
+    temperature: float = Field(0.6, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    split: str | None = None
+
+
+class RunConfig(_Section):
+    """The root of a run: one YAML file in configs/ validates into this."""
+
+    name: str = "run"
+    seed: int = 0
+    run_dir: str = "runs/${name}"
+    env: EnvRef = Field(default_factory=EnvRef)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    algo: AlgoConfig = Field(default_factory=AlgoConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> RunConfig:
+        if self.algo.advantage == "gigpo" and self.rollout.group_size < 2:
+            raise ValueError("algo.advantage=gigpo compares rollouts of one task: set rollout.group_size >= 2")
+        if self.rollout.max_new_tokens >= self.rollout.max_context_tokens:
+            raise ValueError(
+                f"rollout.max_new_tokens={self.rollout.max_new_tokens} leaves no room for a prompt in "
+                f"rollout.max_context_tokens={self.rollout.max_context_tokens}; raise the latter"
+            )
+        return self
+
+    @property
+    def resolved_run_dir(self) -> Path:
+        return Path(self.run_dir.replace("${name}", self.name))
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value with YAML rules (``1e-6`` -> float, ``true`` -> bool, ``[a, b]`` -> list)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    # YAML 1.1 reads "1e-6" as a string; accept the float people mean.
+    if isinstance(value, str):
+        try:
+            return (
+                float(value) if any(c in value for c in ".eE") and value.strip().lstrip("+-")[:1].isdigit() else value
+            )
+        except ValueError:
+            return value
+    return value
+
+
+def _section_at(path: Sequence[str]) -> type[BaseModel] | None:
+    """The pydantic model class at a dotted path, or None below a free-form dict."""
+    model: type[BaseModel] = RunConfig
+    for part in path:
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return None
+    return model
+
+
+def _unknown_key_error(path: Sequence[str], key: str) -> ConfigError:
+    model = _section_at(path)
+    allowed = sorted(model.model_fields) if model is not None else []
+    dotted = ".".join([*path, key])
+    close = difflib.get_close_matches(key, allowed, n=1)
+    suggestion = f"; did you mean {'.'.join([*path, close[0]])!r}?" if close else ""
+    return ConfigError(f"unknown config key {dotted!r}{suggestion} Allowed keys here: {', '.join(allowed)}")
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b.c=value`` overrides to a nested dict (a copy); unknown section keys fail early."""
+    result = _deep_copy(data)
+    for override in overrides:
+        if "=" not in override:
+            raise ConfigError(f"override {override!r} is not of the form key.path=value (e.g. trainer.lr=1e-6)")
+        dotted, _, raw = override.partition("=")
+        parts = [p for p in dotted.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"override {override!r} has an empty key")
+        node = result
+        for depth, part in enumerate(parts):
+            section = _section_at(parts[:depth])
+            if section is not None and part not in section.model_fields:
+                raise _unknown_key_error(parts[:depth], part)
+            if depth == len(parts) - 1:
+                node[part] = _parse_value(raw)
+            else:
+                child = node.get(part)
+                if child is None:
+                    child = node[part] = {}
+                if not isinstance(child, dict):
+                    raise ConfigError(
+                        f"cannot set {dotted!r}: {'.'.join(parts[: depth + 1])} is a value, not a section"
+                    )
+                node = child
+    return result
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def _format_validation_error(err: ValidationError, source: str) -> ConfigError:
+    lines = []
+    for item in err.errors():
+        loc = [str(p) for p in item["loc"]]
+        if item["type"] == "extra_forbidden":
+            lines.append(str(_unknown_key_error(loc[:-1], loc[-1])))
+            continue
+        dotted = ".".join(loc) or "(root)"
+        seen = item.get("input")
+        message = item["msg"].removeprefix("Value error, ")
+        if loc:
+            lines.append(f"{dotted}: {message} (got {seen!r})")
+        else:
+            lines.append(message)
+    return ConfigError(f"invalid config {source}:\n  " + "\n  ".join(lines))
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[str] = ()) -> RunConfig:
+    """Load a RunConfig from YAML (None = all defaults) and apply dotted overrides."""
+    data: dict[str, Any] = {}
+    source = "(defaults)"
+    if path is not None:
+        source = str(path)
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} not found; the shipped configs are in configs/")
+        try:
+            loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {file} is not valid YAML: {err}") from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file} must hold a mapping at the top, got {type(loaded).__name__}")
+        data = loaded
+    data = apply_overrides(data, overrides)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise _format_validation_error(err, source) from None
+
+
+def dump_config(config: RunConfig, path: str | os.PathLike[str]) -> None:
+    """Save the resolved config (every default filled in) as YAML, e.g. into the run dir."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
