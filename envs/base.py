@@ -32,6 +32,7 @@ __all__ = [
     "REQUIRED_INFO_KEYS",
     "EnvError",
     "Parsed",
+    "PromptBuilder",
     "TextEnv",
     "TextSpace",
     "anchor_key",
@@ -80,6 +81,44 @@ class Parsed:
     def __post_init__(self) -> None:
         if self.format_valid and self.action is None:
             raise ValueError("Parsed(format_valid=True) needs an action; use format_valid=False for unparsable text")
+
+
+Message = dict[str, Any]  # an OpenAI-style chat message: {"role": ..., "content": ..., "tool_calls"?: [...]}
+
+
+class PromptBuilder:
+    """Message contents for one env; the rollout loop renders them with the model's chat template.
+
+    Each env's ``prompts.py`` exposes ``PROMPTS``, an instance of this class or a subclass. The defaults suit an
+    env whose observations are plain text: the system prompt, then one user message per observation.
+    """
+
+    system_prompt: str | None = None
+
+    def system(self, info: dict[str, Any]) -> str | None:
+        """The system message for a task (``info`` is the reset info), or None for no system message."""
+        return self.system_prompt
+
+    def tools(self, info: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """OpenAI function schemas handed to the chat template (``tools=``), or None."""
+        return None
+
+    def initial(self, observation: str, info: dict[str, Any]) -> list[Message]:
+        """Messages after the system message at turn 0 (concat mode)."""
+        return [{"role": "user", "content": observation}]
+
+    def reply(self, observation: str, info: dict[str, Any]) -> list[Message]:
+        """Messages appended after an assistant turn (concat mode): the env's answer, or parse feedback."""
+        return [{"role": "user", "content": observation}]
+
+    def window(self, observation: str, info: dict[str, Any], history: list[tuple[str, str]]) -> list[Message]:
+        """The whole prompt of one window-mode turn after the system message.
+
+        ``history`` holds the last k (action text, observation) pairs, oldest first; ``observation`` is current.
+        """
+        lines = [f"Action: {action}\nObservation: {obs}" for action, obs in history]
+        recent = ("Recent history:\n" + "\n".join(lines) + "\n\n") if lines else ""
+        return [{"role": "user", "content": f"{recent}Current observation:\n{observation}"}]
 
 
 class TextSpace(spaces.Text):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from envs.base import PromptBuilder
+
 SYSTEM = "You are a helpful agent. Reply with exactly one word inside <action>...</action>."
 
 
-def user_message(observation: str) -> str:
-    return observation
+class EchoPrompts(PromptBuilder):
+    system_prompt = SYSTEM
+
+
+PROMPTS = EchoPrompts()
 
 
 def corpus_texts() -> list[str]:

