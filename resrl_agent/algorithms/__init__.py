@@ -1,0 +1,38 @@
+"""Pure tensor math of the update: advantages, GiGPO grouping, ResRL token weights and the PPO loss.
+
+No Ray, no I/O, no logging, no global RNG (STYLE.md Invariant 3). DESIGN.md "Algorithms (exact)" is the spec.
+"""
+
+from __future__ import annotations
+
+from resrl_agent.algorithms.advantages import (
+    dapo_keep_mask,
+    dapo_overlong_penalty,
+    group_index,
+    group_normalize,
+    grpo,
+    nsr,
+    psr,
+    w_reinforce,
+)
+from resrl_agent.algorithms.gigpo import gigpo_advantages
+from resrl_agent.algorithms.losses import agg_loss, kl_penalty, ppo_loss
+from resrl_agent.algorithms.resrl import alignment_bound, reweight_advantages, token_weights
+
+__all__ = [
+    "agg_loss",
+    "alignment_bound",
+    "dapo_keep_mask",
+    "dapo_overlong_penalty",
+    "gigpo_advantages",
+    "group_index",
+    "group_normalize",
+    "grpo",
+    "kl_penalty",
+    "nsr",
+    "ppo_loss",
+    "psr",
+    "reweight_advantages",
+    "token_weights",
+    "w_reinforce",
+]

@@ -1,0 +1,429 @@
+"""ResRL token weights (arXiv 2605.00380): penalise a negative token by how far it lies outside the positives.
+
+The LM-head gradients of a positive and a negative token interfere in proportion to <h+, h->, and for h+
+in the positive subspace S, |<h+, h->| <= ||h+|| ||P_S h-||. So a negative token whose hidden state lies
+mostly inside S (small residual) shares meaning with correct answers and is penalised less; one far
+outside S is penalised fully. The six steps below are DESIGN.md "Algorithms (exact)", per group:
+
+1. X = hidden states of the group's valid positive tokens, fp32; skip if < 4; subsample to 4096.
+2. LayerNorm without affine (eps 1e-5) on positives and negatives; mu = mean of the positives.
+3. V_k = top-k right singular vectors of the centred positives, k = min(rank, M - 1, d).
+4. e = ||z - V_k V_k^T z||^2 / d for every negative token, z = LN(x) - mu.
+5. lo, hi = linear quantiles q_low, q_high of e over the group's negative tokens;
+   f = clamp((e - lo) / max(hi - lo, 1e-6), 0, 1), or f = 0.5 when hi - lo < 1e-5.
+6. w = xi + (1 - xi) f, clamped to [xi, 1]. Positives, padding and skipped groups keep w = 1.
+
+Everything here is detached tensor math (the weights scale advantages; no gradient flows through them).
+Randomness (subsampling, the randomized range finder) comes only from the explicit `generator`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from resrl_agent.algorithms.advantages import group_index
+
+SvdMode = Literal["randomized", "exact"]
+
+__all__ = [
+    "AlignmentStats",
+    "SvdMode",
+    "alignment_bound",
+    "group_quantile",
+    "positive_subspace",
+    "reweight_advantages",
+    "token_weights",
+]
+
+# DESIGN.md step 1: fewer positive tokens than this cannot describe a subspace worth trusting.
+MIN_POS_TOKENS = 4
+LN_EPS = 1e-5
+# Step 5: a quantile range below FLAT_RANGE means every negative sits at the same distance (f = 0.5).
+FLAT_RANGE = 1e-5
+RANGE_FLOOR = 1e-6
+# Negative tokens are projected in chunks so the fp32 copy of a large group never exceeds this many rows.
+NEG_CHUNK = 8192
+
+
+def group_quantile(values: torch.Tensor, group_idx: torch.Tensor, num_groups: int, q: float) -> torch.Tensor:
+    """Linear-interpolation quantile (numpy/torch "linear") of `values` [N] within each group.
+
+    Sort-based and vectorised: one sort by value, one stable sort by group, then a gather at
+    position q * (n - 1) of each group's slice. Returns [num_groups]; NaN for an empty group.
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile q={q} must lie in [0, 1].")
+    by_value = torch.argsort(values, stable=True)
+    order = by_value[torch.argsort(group_idx[by_value], stable=True)]
+    ordered = values[order]
+    count = torch.bincount(group_idx, minlength=num_groups)
+    start = torch.cumsum(count, 0) - count
+    pos = q * (count - 1).clamp_min(0).to(torch.float64)
+    below = pos.floor().to(torch.long)
+    above = torch.minimum(below + 1, (count - 1).clamp_min(0))
+    frac = (pos - below.to(torch.float64)).to(values.dtype)
+    if ordered.numel() == 0:
+        return torch.full((num_groups,), torch.nan, dtype=values.dtype, device=values.device)
+    last = ordered.numel() - 1
+    v_below = ordered[(start + below).clamp(0, last)]
+    v_above = ordered[(start + above).clamp(0, last)]
+    out = v_below + frac * (v_above - v_below)
+    return torch.where(count > 0, out, torch.full_like(out, torch.nan))
+
+
+def _randomized_basis(
+    centred: torch.Tensor, k: int, *, niter: int, oversample: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Top-k right singular vectors [d, k] of `centred` [M, d] by a randomized range finder.
+
+    Halko, Martinsson and Tropp (2011), Alg. 4.4: sketch the range with a Gaussian test matrix, refine
+    with `niter` power (subspace) iterations, re-orthonormalising by QR after each product, then take
+    an exact SVD of the small projected matrix. This is what `torch.pca_lowrank` does, except that the
+    test matrix comes from `generator` rather than the global RNG (Invariant 3) and `oversample` extra
+    columns sharpen the k-th direction.
+    """
+    m, d = centred.shape
+    width = min(k + oversample, m, d)
+    omega = torch.randn(d, width, generator=generator, dtype=centred.dtype, device=generator.device)
+    omega = omega.to(centred.device)
+    q, _ = torch.linalg.qr(centred @ omega)  # [M, width]
+    for _ in range(niter):
+        q, _ = torch.linalg.qr(centred.T @ q)  # [d, width]
+        q, _ = torch.linalg.qr(centred @ q)  # [M, width]
+    small = q.T @ centred  # [width, d]
+    vh: torch.Tensor = torch.linalg.svd(small, full_matrices=False).Vh
+    return vh[:k].T.contiguous()
+
+
+def positive_subspace(
+    centred: torch.Tensor,
+    k: int,
+    *,
+    svd: SvdMode = "randomized",
+    niter: int = 4,
+    oversample: int = 8,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Step 3: an orthonormal basis V_k [d, k] of the top-k right singular directions of `centred` [M, d]."""
+    if svd == "exact":
+        vh: torch.Tensor = torch.linalg.svd(centred, full_matrices=False).Vh
+        return vh[:k].T.contiguous()
+    if svd == "randomized":
+        gen = generator if generator is not None else _default_generator(centred.device)
+        return _randomized_basis(centred, k, niter=niter, oversample=oversample, generator=gen)
+    raise ValueError(f"svd={svd!r} is not one of 'randomized', 'exact'.")
+
+
+def _default_generator(device: torch.device) -> torch.Generator:
+    # A fixed seed, never the global RNG: results without a generator are reproducible.
+    return torch.Generator(device=device).manual_seed(0)
+
+
+def _token_sets(
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    positive: torch.Tensor,
+    group_ids: Sequence[Hashable],
+    negative: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate the inputs and return the positive and negative token masks [B, T] (Contract 7)."""
+    if hidden.dim() != 3:
+        raise ValueError(f"hidden must be [B, T, d]; got shape {tuple(hidden.shape)}.")
+    batch, seq = hidden.shape[:2]
+    if tuple(mask.shape) != (batch, seq):
+        raise ValueError(f"mask must be [B, T] = {(batch, seq)} like hidden; got {tuple(mask.shape)}.")
+    if len(group_ids) != batch:
+        raise ValueError(f"group_ids has {len(group_ids)} entries for {batch} rows; pass one group id per row.")
+    mask = mask.to(torch.bool)
+    if positive.dim() == 1 and positive.shape[0] == batch:
+        pos_tok = mask & positive.to(torch.bool)[:, None]
+    elif tuple(positive.shape) == (batch, seq):
+        pos_tok = mask & positive.to(torch.bool)
+    else:
+        raise ValueError(
+            f"positive must be [B] (a sample's sign) or [B, T] (per-token sign); got {tuple(positive.shape)}."
+        )
+    if negative is None:
+        neg_tok = mask & ~pos_tok
+    else:
+        if tuple(negative.shape) != (batch, seq):
+            raise ValueError(f"negative must be [B, T] = {(batch, seq)}; got {tuple(negative.shape)}.")
+        neg_tok = mask & negative.to(torch.bool)
+        if bool((neg_tok & pos_tok).any()):
+            raise ValueError("negative overlaps positive: a token must be positive, negative or neither.")
+    return pos_tok, neg_tok
+
+
+@dataclass(frozen=True)
+class _Energies:
+    """Per negative token of the processed groups: where it is, its group, residual and projection energy."""
+
+    rows: torch.Tensor  # [N] int64
+    cols: torch.Tensor  # [N] int64
+    group: torch.Tensor  # [N] int64 dense group index
+    residual: torch.Tensor  # [N] fp32, ||z - V V^T z||^2 / d
+    projection: torch.Tensor  # [N] fp32, ||V^T z||^2 / d
+    num_groups: int
+
+
+def _split_by_group(
+    tokens: torch.Tensor, row_group: torch.Tensor, num_groups: int
+) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
+    """(rows, cols) of the True entries of `tokens` [B, T], ordered by group, with per-group counts/offsets."""
+    rows, cols = tokens.nonzero(as_tuple=True)
+    order = torch.argsort(row_group[rows], stable=True)
+    rows, cols = rows[order], cols[order]
+    counts = torch.bincount(row_group[rows], minlength=num_groups).tolist()
+    starts = [0] * num_groups
+    for g in range(1, num_groups):
+        starts[g] = starts[g - 1] + counts[g - 1]
+    return rows, cols, counts, starts
+
+
+def _negative_energies(
+    hidden: torch.Tensor,
+    pos_tok: torch.Tensor,
+    neg_tok: torch.Tensor,
+    group_ids: Sequence[Hashable],
+    *,
+    rank: int,
+    max_pos_tokens: int,
+    svd: SvdMode,
+    niter: int,
+    oversample: int,
+    generator: torch.Generator | None,
+) -> _Energies:
+    """Steps 1-4 for every group; skipped groups contribute no tokens."""
+    device = hidden.device
+    d = hidden.shape[-1]
+    row_group, num_groups = group_index(group_ids, device=device)
+    pos_rows, pos_cols, pos_count, pos_start = _split_by_group(pos_tok, row_group, num_groups)
+    neg_rows, neg_cols, neg_count, neg_start = _split_by_group(neg_tok, row_group, num_groups)
+    gen = generator if generator is not None else _default_generator(device)
+
+    keep_idx: list[torch.Tensor] = []
+    residual: list[torch.Tensor] = []
+    projection: list[torch.Tensor] = []
+    for g in range(num_groups):
+        m, n_neg = pos_count[g], neg_count[g]
+        if m < MIN_POS_TOKENS or n_neg == 0:
+            continue  # no positive sample, too few positive tokens, or no valid negative token: w stays 1
+        sel = torch.arange(pos_start[g], pos_start[g] + m, device=device)
+        if m > max_pos_tokens:
+            # Step 1: subsample with the run's generator; sorted so the token order stays the batch order.
+            pick = torch.randperm(m, generator=gen, device=gen.device)[:max_pos_tokens].to(device)
+            sel = sel[pick.sort().values]
+            m = max_pos_tokens
+        k = min(rank, m - 1, d)
+        if k < 1:
+            continue
+        # Step 2: fp32 because bf16 LayerNorm and SVD lose the small residuals that separate tokens.
+        x_pos = F.layer_norm(hidden[pos_rows[sel], pos_cols[sel]].float(), (d,), eps=LN_EPS)
+        mu = x_pos.mean(dim=0)
+        basis = positive_subspace(x_pos - mu, k, svd=svd, niter=niter, oversample=oversample, generator=gen)
+        del x_pos
+        # Step 4: residual and projection energy of each negative token, chunked to bound fp32 memory.
+        for lo in range(neg_start[g], neg_start[g] + n_neg, NEG_CHUNK):
+            hi = min(lo + NEG_CHUNK, neg_start[g] + n_neg)
+            z = F.layer_norm(hidden[neg_rows[lo:hi], neg_cols[lo:hi]].float(), (d,), eps=LN_EPS) - mu
+            coef = z @ basis  # [n, k]
+            res = z - coef @ basis.T  # direct residual: exact to fp32 even when it is tiny
+            residual.append(res.square().sum(dim=1) / d)
+            projection.append(coef.square().sum(dim=1) / d)
+            keep_idx.append(torch.arange(lo, hi, device=device))
+
+    if keep_idx:
+        idx = torch.cat(keep_idx)
+        rows, cols = neg_rows[idx], neg_cols[idx]
+        res_all, proj_all = torch.cat(residual), torch.cat(projection)
+    else:
+        rows = cols = torch.zeros(0, dtype=torch.long, device=device)
+        res_all = proj_all = torch.zeros(0, dtype=torch.float32, device=device)
+    return _Energies(rows, cols, row_group[rows], res_all, proj_all, num_groups)
+
+
+def token_weights(
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    positive: torch.Tensor,
+    group_ids: Sequence[Hashable],
+    *,
+    negative: torch.Tensor | None = None,
+    rank: int = 64,
+    q_low: float = 0.2,
+    q_high: float = 0.8,
+    min_weight: float = 0.1,
+    max_pos_tokens: int = 4096,
+    svd: SvdMode = "randomized",
+    niter: int = 4,
+    generator: torch.Generator | None = None,
+    oversample: int = 8,
+) -> torch.Tensor:
+    """ResRL weight of every token: w in [min_weight, 1] for negatives of processed groups, 1 elsewhere.
+
+    Args:
+        hidden: [B, T, d] penultimate-layer states, any float dtype, aligned with `mask` (Contract 8:
+            hidden[:, t] predicted token t). Detached here; computed in fp32.
+        mask: [B, T] bool, valid response tokens.
+        positive: [B] bool (a sample's sign, single-turn: score > 0) or [B, T] bool (per-token sign,
+            multi-turn: advantage > 0, Contract 7).
+        group_ids: B hashables; the ResRL group of a row (its episode group).
+        negative: [B, T] bool; defaults to mask & ~positive. Pass advantage < 0 to leave advantage-0
+            tokens out of both sets.
+        rank: the cap 64 in k = min(rank, M - 1, d).
+        q_low, q_high: step 5's quantiles; min_weight: xi.
+        max_pos_tokens: positive tokens per group kept for the subspace (subsampled with `generator`).
+        svd: "randomized" (range finder with `niter` power iterations and `oversample` extra columns) or
+            "exact" (full SVD, deterministic).
+        generator: the run's torch.Generator (on hidden's device, or CPU); None uses a fixed seed 0.
+
+    Returns:
+        [B, T] float32 weights on hidden's device.
+    """
+    if not 0.0 <= min_weight <= 1.0:
+        raise ValueError(f"min_weight={min_weight} must lie in [0, 1] (ResRL uses 0.1).")
+    if not 0.0 <= q_low <= q_high <= 1.0:
+        raise ValueError(f"need 0 <= q_low <= q_high <= 1; got q_low={q_low}, q_high={q_high}.")
+    if rank < 1 or max_pos_tokens < MIN_POS_TOKENS or niter < 0 or oversample < 0:
+        raise ValueError(
+            f"need rank >= 1, max_pos_tokens >= {MIN_POS_TOKENS}, niter >= 0, oversample >= 0; got rank={rank}, "
+            f"max_pos_tokens={max_pos_tokens}, niter={niter}, oversample={oversample}."
+        )
+    with torch.no_grad():
+        hidden = hidden.detach()
+        pos_tok, neg_tok = _token_sets(hidden, mask, positive, group_ids, negative)
+        en = _negative_energies(
+            hidden,
+            pos_tok,
+            neg_tok,
+            group_ids,
+            rank=rank,
+            max_pos_tokens=max_pos_tokens,
+            svd=svd,
+            niter=niter,
+            oversample=oversample,
+            generator=generator,
+        )
+        weights = torch.ones(mask.shape, dtype=torch.float32, device=hidden.device)
+        if en.residual.numel() == 0:
+            return weights
+        # Step 5: per-group linear quantiles over the group's valid negative tokens.
+        lo = group_quantile(en.residual, en.group, en.num_groups, q_low)
+        hi = group_quantile(en.residual, en.group, en.num_groups, q_high)
+        spread = hi - lo
+        span = spread.clamp_min(RANGE_FLOOR)
+        frac = ((en.residual - lo[en.group]) / span[en.group]).clamp(0.0, 1.0)
+        frac = torch.where((spread < FLAT_RANGE)[en.group], torch.full_like(frac, 0.5), frac)
+        # Step 6: affine map to [xi, 1]; the clamp only guards rounding.
+        w = (min_weight + (1.0 - min_weight) * frac).clamp(min_weight, 1.0)
+        weights[en.rows, en.cols] = w
+        return weights
+
+
+def reweight_advantages(
+    token_adv: torch.Tensor, weights: torch.Tensor, positive: torch.Tensor, *, pos_scale: float = 0.1
+) -> torch.Tensor:
+    """ResRL's advantage transform: positives A * lambda (every group, skipped ones too), others A * w.
+
+    Args:
+        token_adv: [B, T] per-token advantages.
+        weights: [B, T] from `token_weights` (1 on positives, padding and skipped groups).
+        positive: [B] or [B, T] bool, the same sign mask given to `token_weights`.
+        pos_scale: lambda.
+
+    Returns:
+        [B, T] advantages in token_adv's dtype.
+    """
+    if tuple(weights.shape) != tuple(token_adv.shape) or token_adv.dim() != 2:
+        raise ValueError(
+            f"token_adv and weights must both be [B, T]; got {tuple(token_adv.shape)} and {tuple(weights.shape)}."
+        )
+    if positive.dim() == 1 and positive.shape[0] == token_adv.shape[0]:
+        pos_tok = positive.to(torch.bool)[:, None].expand_as(token_adv)
+    elif tuple(positive.shape) == tuple(token_adv.shape):
+        pos_tok = positive.to(torch.bool)
+    else:
+        raise ValueError(f"positive must be [B] or [B, T] matching token_adv; got {tuple(positive.shape)}.")
+    w = weights.to(token_adv.dtype)
+    return torch.where(pos_tok, token_adv * pos_scale, token_adv * w)
+
+
+@dataclass(frozen=True)
+class AlignmentStats:
+    """Forward-only proxy of ResRL's bound |<h+, h->| <= ||h+|| ||P_S h-||, per group, for logging.
+
+    Attributes:
+        groups: the group ids, in first-appearance order (index g of every tensor below).
+        residual_energy: [G] mean over negative tokens of ||z - P_S z||^2 / d (NaN where skipped).
+        projection_energy: [G] mean over negative tokens of ||P_S z||^2 / d (NaN where skipped).
+        num_negative_tokens: [G] negative tokens measured (0 where skipped).
+    """
+
+    groups: list[Hashable]
+    residual_energy: torch.Tensor
+    projection_energy: torch.Tensor
+    num_negative_tokens: torch.Tensor
+
+    def summary(self) -> dict[str, float]:
+        """Means over the processed groups, under `resrl/` metric keys (NaN when no group was processed)."""
+        done = self.num_negative_tokens > 0
+        res = self.residual_energy[done]
+        proj = self.projection_energy[done]
+        nan = float("nan")
+        return {
+            "resrl/residual_energy_mean": float(res.mean()) if res.numel() else nan,
+            "resrl/projection_energy_mean": float(proj.mean()) if proj.numel() else nan,
+            "resrl/groups_processed": float(done.sum()),
+        }
+
+
+def alignment_bound(
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    positive: torch.Tensor,
+    group_ids: Sequence[Hashable],
+    *,
+    negative: torch.Tensor | None = None,
+    rank: int = 64,
+    max_pos_tokens: int = 4096,
+    svd: SvdMode = "randomized",
+    niter: int = 4,
+    generator: torch.Generator | None = None,
+    oversample: int = 8,
+) -> AlignmentStats:
+    """Mean residual and projection energy of the negative tokens per group (steps 1-4, same skip rules).
+
+    Small projection energy means the negatives' states barely overlap the positive subspace, so their
+    LM-head gradients barely interfere with the positives'. Arguments as in `token_weights`.
+    """
+    with torch.no_grad():
+        hidden = hidden.detach()
+        pos_tok, neg_tok = _token_sets(hidden, mask, positive, group_ids, negative)
+        en = _negative_energies(
+            hidden,
+            pos_tok,
+            neg_tok,
+            group_ids,
+            rank=rank,
+            max_pos_tokens=max_pos_tokens,
+            svd=svd,
+            niter=niter,
+            oversample=oversample,
+            generator=generator,
+        )
+        g = en.num_groups
+        count = torch.zeros(g, dtype=torch.float32, device=hidden.device).index_add_(
+            0, en.group, torch.ones_like(en.residual)
+        )
+        res_sum = torch.zeros_like(count).index_add_(0, en.group, en.residual)
+        proj_sum = torch.zeros_like(count).index_add_(0, en.group, en.projection)
+        nan = torch.full_like(count, torch.nan)
+        res_mean = torch.where(count > 0, res_sum / count.clamp_min(1), nan)
+        proj_mean = torch.where(count > 0, proj_sum / count.clamp_min(1), nan)
+    groups = list(dict.fromkeys(group_ids))
+    return AlignmentStats(groups, res_mean, proj_mean, count.to(torch.long))

@@ -1,0 +1,119 @@
+"""Pass@k against brute-force enumeration, Avg@k and diversity metrics against hand-computed numbers."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from itertools import combinations, pairwise
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resrl_agent.eval.metrics import (
+    avg_at_k,
+    distinct_n,
+    distinct_n_per_group,
+    edit_distance,
+    edit_similarity,
+    mean_pairwise_edit_similarity,
+    mean_pass_at_k,
+    pairwise_edit_similarity_per_group,
+    pass_at_k,
+)
+
+SETTINGS = settings(max_examples=50, deadline=None)
+
+
+def brute_pass_at_k(n: int, c: int, k: int) -> float:
+    """Fraction of the k-subsets of n samples (the first c correct) that hold a correct one."""
+    subsets = list(combinations(range(n), k))
+    return sum(any(i < c for i in s) for s in subsets) / len(subsets)
+
+
+def test_pass_at_k_by_hand() -> None:
+    # n = 5, c = 2, k = 2: 1 - C(3, 2) / C(5, 2) = 1 - 3 / 10 = 0.7.
+    assert pass_at_k(5, 2, 2) == pytest.approx(0.7)
+    assert pass_at_k(5, 0, 3) == 0.0
+    assert pass_at_k(5, 3, 3) == 1.0  # n - c = 2 < k: every 3-subset holds a correct sample
+
+
+@pytest.mark.parametrize("n", range(1, 8))
+def test_pass_at_k_matches_enumeration(n: int) -> None:
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            assert pass_at_k(n, c, k) == pytest.approx(brute_pass_at_k(n, c, k), abs=1e-12)
+
+
+@pytest.mark.parametrize(("c", "k"), [(1, 1), (1, 1000), (3, 7), (17, 256), (512, 512), (1000, 10), (0, 64)])
+def test_pass_at_k_stable_at_n_1024(c: int, k: int) -> None:
+    exact = 1 - Fraction(math.comb(1024 - c, k), math.comb(1024, k))
+    assert pass_at_k(1024, c, k) == pytest.approx(float(exact), rel=1e-12, abs=1e-15)
+
+
+@SETTINGS
+@given(n=st.integers(1, 1024), data=st.data())
+def test_pass_at_k_monotone_in_k_and_c_over_n_at_1(n: int, data: st.DataObject) -> None:
+    c = data.draw(st.integers(0, n))
+    assert pass_at_k(n, c, 1) == pytest.approx(c / n, abs=1e-12)
+    ks = sorted(data.draw(st.lists(st.integers(1, n), min_size=2, max_size=6)))
+    values = [pass_at_k(n, c, k) for k in ks]
+    assert all(a <= b + 1e-12 for a, b in pairwise(values))
+    assert all(0.0 <= v <= 1.0 for v in values)
+
+
+def test_pass_at_k_validation() -> None:
+    with pytest.raises(ValueError, match="1 <= k <= n"):
+        pass_at_k(4, 1, 5)
+    with pytest.raises(ValueError):
+        pass_at_k(4, 5, 1)
+
+
+def test_avg_and_mean_pass_at_k() -> None:
+    # Task 1: [1, 0, 1, 1] -> 0.75; task 2: [0, 0] -> 0; Avg@k = (0.75 + 0) / 2 = 0.375.
+    assert avg_at_k([[1, 0, 1, 1], [0, 0]]) == pytest.approx(0.375)
+    # Pass@2: task 1 (n 4, c 3) = 1 - C(1, 2) / C(4, 2) = 1; task 2 = 0 -> 0.5.
+    assert mean_pass_at_k([[True, False, True, True], [False, False]], 2) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        avg_at_k([])
+
+
+def test_distinct_n_by_hand() -> None:
+    # "a b a b" and "a b c": bigrams ab, ba, ab | ab, bc -> 5 in all, 3 unique -> 0.6; unigrams 3 / 7.
+    samples = ["a b a b", "a b c"]
+    assert distinct_n(samples, 2) == pytest.approx(3 / 5)
+    assert distinct_n(samples, 1) == pytest.approx(3 / 7)
+    assert distinct_n([[1, 2], [1, 2]], 2) == pytest.approx(1 / 2)  # token ids: (1, 2) twice
+    assert distinct_n(["a"], 2) == 0.0  # no bigram at all
+    per_group = distinct_n_per_group(["a b", "a b", "x y", "y x"], ["g", "g", "h", "h"], 2)
+    assert per_group == {"g": 0.5, "h": 1.0}
+
+
+def test_edit_similarity_by_hand() -> None:
+    # kitten -> sitting: k->s, e->i, insert g = 3 edits; similarity 1 - 3 / 7.
+    assert edit_distance(list("kitten"), list("sitting")) == 3
+    assert edit_similarity(list("kitten"), list("sitting")) == pytest.approx(1 - 3 / 7)
+    assert edit_similarity("go to desk 1", "go to desk 2") == pytest.approx(0.75)  # 1 of 4 words
+    assert edit_similarity([], []) == 1.0
+    # Pairs of ["a b", "a c", "a b"]: 0.5, 1.0, 0.5 -> mean 2 / 3.
+    assert mean_pairwise_edit_similarity(["a b", "a c", "a b"]) == pytest.approx(2 / 3)
+    assert math.isnan(mean_pairwise_edit_similarity(["alone"]))
+    per_group = pairwise_edit_similarity_per_group(["a b", "a c", "x"], [1, 1, 2])
+    assert per_group[1] == pytest.approx(0.5) and math.isnan(per_group[2])
+
+
+def naive_edit_distance(a: list[int], b: list[int]) -> int:
+    prev = list(range(len(b) + 1))
+    for i, x in enumerate(a, start=1):
+        cur = [i]
+        for j, y in enumerate(b, start=1):
+            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x != y)))
+        prev = cur
+    return prev[-1]
+
+
+@SETTINGS
+@given(a=st.lists(st.integers(0, 3), max_size=12), b=st.lists(st.integers(0, 3), max_size=12))
+def test_edit_distance_matches_naive_dp(a: list[int], b: list[int]) -> None:
+    assert edit_distance(a, b) == naive_edit_distance(a, b)
+    assert edit_distance(a, b) == edit_distance(b, a)
