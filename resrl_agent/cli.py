@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from resrl_agent import __version__
@@ -56,7 +57,7 @@ def version() -> None:
 
 
 def _fail(err: Exception) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {err}")
+    console.print("[bold red]error:[/]", escape(str(err)), soft_wrap=True)
     return typer.Exit(code=2)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -226,6 +227,14 @@ def _section_at(path: Sequence[str]) -> type[BaseModel] | None:
     return model
 
 
+def _holds_mapping(model: type[BaseModel], name: str) -> bool:
+    """Whether a field is a sub-section or a free-form dict (so ``name.x=...`` may address inside it)."""
+    annotation = model.model_fields[name].annotation
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return typing.get_origin(annotation) is dict or annotation is dict
+
+
 def _unknown_key_error(path: Sequence[str], key: str) -> ConfigError:
     model = _section_at(path)
     allowed = sorted(model.model_fields) if model is not None else []
@@ -253,6 +262,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             if depth == len(parts) - 1:
                 node[part] = _parse_value(raw)
             else:
+                if section is not None and not _holds_mapping(section, part):
+                    raise ConfigError(
+                        f"cannot set {dotted!r}: {'.'.join(parts[: depth + 1])} is a value, not a section"
+                    )
                 child = node.get(part)
                 if child is None:
                     child = node[part] = {}

@@ -1,0 +1,48 @@
+"""The resrl-agent command, run in-process with typer's runner on the embedded default (tiny model, echo env)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from resrl_agent.cli import app
+from resrl_agent.types import read_episodes
+
+ROOT = Path(__file__).parents[1]
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["rollout"], ["make-model"], ["plot"], ["serve", "env"],
+                                     ["serve", "tools"]])
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_make_model_then_train_smoke_and_rollout(tiny_model_dir: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["make-model", "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m" / "config.json").is_file()
+    config = str(ROOT / "configs" / "echo_tiny.yaml")
+    result = runner.invoke(app, ["train", config, f"run_dir={tmp_path / 'run'}", f"model.path={tiny_model_dir}"])
+    assert result.exit_code == 0, result.output
+    assert "training batch: 8 rows" in result.output
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert len(read_episodes(tmp_path / "run" / "episodes.jsonl")) == 8
+    out = tmp_path / "eps.jsonl"
+    result = runner.invoke(app, ["rollout", config, f"model.path={tiny_model_dir}", "rollout.group_size=2",
+                                 "--out", str(out), "--num-tasks", "3"])
+    assert result.exit_code == 0, result.output
+    episodes = read_episodes(out)
+    assert len(episodes) == 6 and len({e.group_id for e in episodes}) == 3
+
+
+def test_config_errors_exit_2_with_the_key(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", str(ROOT / "configs" / "echo_tiny.yaml"), "trainer.lrr=1"])
+    assert result.exit_code == 2
+    assert "unknown config key 'trainer.lrr'" in result.output
+    result = runner.invoke(app, ["rollout", str(tmp_path / "missing.yaml")])
+    assert result.exit_code == 2 and "not found" in result.output
