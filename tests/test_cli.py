@@ -14,8 +14,9 @@ ROOT = Path(__file__).parents[1]
 runner = CliRunner()
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["eval"], ["rollout"], ["make-model"], ["plot"], ["serve", "env"],
-                                     ["serve", "tools"]])
+@pytest.mark.parametrize(
+    "command", [[], ["train"], ["eval"], ["rollout"], ["make-model"], ["plot"], ["serve", "env"], ["serve", "tools"]]
+)
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
@@ -33,8 +34,19 @@ def test_make_model_then_train_smoke_and_rollout(tiny_model_dir: Path, tmp_path:
     assert (tmp_path / "run" / "config.yaml").is_file()
     assert len(read_episodes(tmp_path / "run" / "episodes.jsonl")) == 8
     out = tmp_path / "eps.jsonl"
-    result = runner.invoke(app, ["rollout", config, f"model.path={tiny_model_dir}", "rollout.group_size=2",
-                                 "--out", str(out), "--num-tasks", "3"])
+    result = runner.invoke(
+        app,
+        [
+            "rollout",
+            config,
+            f"model.path={tiny_model_dir}",
+            "rollout.group_size=2",
+            "--out",
+            str(out),
+            "--num-tasks",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     episodes = read_episodes(out)
     assert len(episodes) == 6 and len({e.group_id for e in episodes}) == 3

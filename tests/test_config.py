@@ -28,8 +28,17 @@ def test_defaults_are_the_paper_settings() -> None:
 
 
 def test_dotted_overrides_are_typed(tmp_path: Path) -> None:
-    config = load_config(None, ["trainer.lr=3e-5", "algo.resrl.rank=32", "rollout.stop=[</s>, END]",
-                                "env.kwargs.max_steps=5", "algo.resrl.reweight=none", "engine.url=null"])
+    config = load_config(
+        None,
+        [
+            "trainer.lr=3e-5",
+            "algo.resrl.rank=32",
+            "rollout.stop=[</s>, END]",
+            "env.kwargs.max_steps=5",
+            "algo.resrl.reweight=none",
+            "engine.url=null",
+        ],
+    )
     assert config.trainer.lr == pytest.approx(3e-5)
     assert config.algo.resrl.rank == 32 and config.algo.resrl.reweight == "none"
     assert config.rollout.stop == ["</s>", "END"]

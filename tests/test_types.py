@@ -16,17 +16,25 @@ from resrl_agent.types import Episode, Turn, collate, make_group_id, read_episod
 
 def _turn(prompt: list[int], response: list[int], reward: float = 0.0, anchor: str = "a", **kw: object) -> Turn:
     logprobs = [-0.1 * (i + 1) for i in range(len(response))]
-    return Turn(prompt_ids=prompt, response_ids=response, response_logprobs=logprobs, reward=reward, anchor=anchor,
-                **kw)  # type: ignore[arg-type]
+    return Turn(
+        prompt_ids=prompt, response_ids=response, response_logprobs=logprobs, reward=reward, anchor=anchor, **kw
+    )  # type: ignore[arg-type]
 
 
 def _two_turn_episode(group: str = "g0", sample: int = 0, mode: str = "concat") -> Episode:
     # turn 0: prompt [1, 2, 3], response [10, 11]; turn 1: prompt (delta) [4], response [12, 13, 14]
-    return Episode(task_id="t", group_id=group, sample_idx=sample, env_id="resrl/Echo-v0", context_mode=mode,
-                   turns=[_turn([1, 2, 3], [10, 11], 0.0, "a0"),
-                          _turn([4] if mode == "concat" else [1, 2, 3, 10, 11, 4], [12, 13, 14], 1.0, "a1",
-                                terminated=True)],
-                   won=True)  # type: ignore[arg-type]
+    return Episode(
+        task_id="t",
+        group_id=group,
+        sample_idx=sample,
+        env_id="resrl/Echo-v0",
+        context_mode=mode,
+        turns=[
+            _turn([1, 2, 3], [10, 11], 0.0, "a0"),
+            _turn([4] if mode == "concat" else [1, 2, 3, 10, 11, 4], [12, 13, 14], 1.0, "a1", terminated=True),
+        ],
+        won=True,
+    )  # type: ignore[arg-type]
 
 
 def test_concat_batch_by_hand() -> None:
@@ -81,10 +89,29 @@ def test_max_length_is_enforced() -> None:
 
 
 def test_jsonl_round_trip(tmp_path: Path) -> None:
-    episode = Episode(task_id="t", group_id=make_group_id("t", 3), sample_idx=2, env_id="resrl/Echo-v0", seed=7,
-                      policy_version=5, won=True, metrics={"x": 1.5},
-                      turns=[_turn([1, 2], [3], 1.0, "k", observation="é ✓", response_text="<action>hi</action>",
-                                   action="hi", terminated=True, info={"nested": {"a": [1, 2]}, "won": True})])
+    episode = Episode(
+        task_id="t",
+        group_id=make_group_id("t", 3),
+        sample_idx=2,
+        env_id="resrl/Echo-v0",
+        seed=7,
+        policy_version=5,
+        won=True,
+        metrics={"x": 1.5},
+        turns=[
+            _turn(
+                [1, 2],
+                [3],
+                1.0,
+                "k",
+                observation="é ✓",
+                response_text="<action>hi</action>",
+                action="hi",
+                terminated=True,
+                info={"nested": {"a": [1, 2]}, "won": True},
+            )
+        ],
+    )
     path = tmp_path / "eps.jsonl"
     assert write_episodes(path, [episode, _two_turn_episode()]) == 2
     back = read_episodes(path)
@@ -112,13 +139,13 @@ def test_validate_catches_broken_records() -> None:
         Turn([1], [2, 3], [-0.1]).validate()
     with pytest.raises(RecordError, match="unparsed turn"):
         Turn([1], [2], [-0.1], format_valid=False, action_valid=False, reward=1.0).validate()
-    bad_return = Episode(task_id="t", group_id="g", sample_idx=0, env_id="e", turns=[_turn([1], [2], 1.0)],
-                         return_=3.0)
+    bad_return = Episode(task_id="t", group_id="g", sample_idx=0, env_id="e", turns=[_turn([1], [2], 1.0)], return_=3.0)
     with pytest.raises(RecordError, match="sum of step rewards"):
         bad_return.validate()
     with pytest.raises(RecordError, match="holds a object"):
-        Episode(task_id="t", group_id="g", sample_idx=0, env_id="e",
-                turns=[_turn([1], [2], info={"x": object()})]).to_dict()
+        Episode(
+            task_id="t", group_id="g", sample_idx=0, env_id="e", turns=[_turn([1], [2], info={"x": object()})]
+        ).to_dict()
 
 
 @st.composite

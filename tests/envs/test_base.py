@@ -17,8 +17,9 @@ from envs.echo.actions import parse_action
 def test_anchor_key_is_stable_across_processes() -> None:
     key = anchor_key("task-1", "You are in the kitchen.")
     code = "from envs.base import anchor_key; print(anchor_key('task-1', 'You are in the kitchen.'))"
-    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": "123"}).stdout.strip()
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": "123"}
+    ).stdout.strip()
     assert key == other  # the same value in a process with another hash seed
     assert key == "5d95dcafec35a435d443b311"  # pinned: a change would silently regroup saved runs' step groups
     assert anchor_key("task-2", "You are in the kitchen.") != key

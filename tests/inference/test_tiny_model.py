@@ -14,16 +14,28 @@ from resrl_agent.inference.make_model import make_tiny_model, resolve_model_path
 CONVERSATION: list[dict[str, Any]] = [
     {"role": "system", "content": "You manage files."},
     {"role": "user", "content": "List the files, then read notes.txt"},
-    {"role": "assistant", "content": "Sure.", "tool_calls": [
-        {"type": "function", "function": {"name": "ls", "arguments": {"a": True}}},
-        {"type": "function", "function": {"name": "cat", "arguments": '{"file_name": "notes.txt"}'}},
-    ]},
+    {
+        "role": "assistant",
+        "content": "Sure.",
+        "tool_calls": [
+            {"type": "function", "function": {"name": "ls", "arguments": {"a": True}}},
+            {"type": "function", "function": {"name": "cat", "arguments": '{"file_name": "notes.txt"}'}},
+        ],
+    },
     {"role": "tool", "content": '{"current_directory_content": ["notes.txt"]}'},
     {"role": "tool", "content": '{"file_content": "hi"}'},
     {"role": "assistant", "content": "The file says hi."},
 ]
-TOOLS = [{"type": "function", "function": {"name": "ls", "description": "List files.",
-                                           "parameters": {"type": "object", "properties": {"a": {"type": "boolean"}}}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "ls",
+            "description": "List files.",
+            "parameters": {"type": "object", "properties": {"a": {"type": "boolean"}}},
+        },
+    }
+]
 
 
 def test_files_and_reload(tiny_model_dir: Path, tiny_tokenizer: Any, tiny_model: Any) -> None:
@@ -36,8 +48,16 @@ def test_files_and_reload(tiny_model_dir: Path, tiny_tokenizer: Any, tiny_model:
     assert 100_000 < params < 2_000_000
 
 
-@pytest.mark.parametrize("text", ["go to countertop 1", "ü 🙂 naïve  x\n\n\ty", "<tool_call>\n{\"a\": 1}\n</tool_call>",
-                                  "click[Buy Now] search[red shoes]", "12345 + 678 = 13023"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "go to countertop 1",
+        "ü 🙂 naïve  x\n\n\ty",
+        '<tool_call>\n{"a": 1}\n</tool_call>',
+        "click[Buy Now] search[red shoes]",
+        "12345 + 678 = 13023",
+    ],
+)
 def test_tokenizer_round_trips(tiny_tokenizer: Any, text: str) -> None:
     ids = tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
     assert tiny_tokenizer.decode(ids) == text
@@ -51,17 +71,22 @@ def test_chat_template_renders_tool_calls(tiny_tokenizer: Any) -> None:
     assert text.startswith("<|im_start|>system\nYou manage files.\n\n# Tools\n")
     assert json.dumps(TOOLS[0]) in text
     # dict arguments (tojson) and JSON-string arguments (raw) render the same way
-    assert ('<|im_start|>assistant\nSure.\n<tool_call>\n{"name": "ls", "arguments": {"a": true}}\n</tool_call>\n'
-            '<tool_call>\n{"name": "cat", "arguments": {"file_name": "notes.txt"}}\n</tool_call><|im_end|>\n') in text
-    assert ("<|im_start|>tool\n<tool_response>\n{\"file_content\": \"hi\"}\n</tool_response><|im_end|>\n"
-            "<|im_start|>assistant\nThe file says hi.<|im_end|>\n") in text
+    assert (
+        '<|im_start|>assistant\nSure.\n<tool_call>\n{"name": "ls", "arguments": {"a": true}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "cat", "arguments": {"file_name": "notes.txt"}}\n</tool_call><|im_end|>\n'
+    ) in text
+    assert (
+        '<|im_start|>tool\n<tool_response>\n{"file_content": "hi"}\n</tool_response><|im_end|>\n'
+        "<|im_start|>assistant\nThe file says hi.<|im_end|>\n"
+    ) in text
     prompt = tiny_tokenizer.apply_chat_template(CONVERSATION[:2], tokenize=False, add_generation_prompt=True)
     assert prompt.endswith("<|im_start|>user\nList the files, then read notes.txt<|im_end|>\n<|im_start|>assistant\n")
 
 
 def test_assistant_mask_covers_exactly_the_assistant_spans(tiny_tokenizer: Any) -> None:
-    out = tiny_tokenizer.apply_chat_template(CONVERSATION, tools=TOOLS, return_dict=True,
-                                             return_assistant_tokens_mask=True)
+    out = tiny_tokenizer.apply_chat_template(
+        CONVERSATION, tools=TOOLS, return_dict=True, return_assistant_tokens_mask=True
+    )
     ids, mask = out["input_ids"], out["assistant_masks"]
     spans, current = [], []
     for token, masked in zip(ids, mask, strict=True):

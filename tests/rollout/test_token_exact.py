@@ -19,10 +19,22 @@ from resrl_agent.types import Episode, collate
 
 def _play(model: Any, tokenizer: Any, mode: str, parse: Any = None, max_new_tokens: int = 12) -> list[Episode]:
     tasks = [TaskSpec(f"echo-{k}", f"it0/echo-{k}", g, 100 + k) for k in range(2) for g in range(2)]
-    settings = RolloutSettings(context_mode=mode, window_turns=1, max_turns=3, max_context_tokens=1024,  # type: ignore[arg-type]
-                               sampling=SamplingParams(max_new_tokens=max_new_tokens))
-    return run_episodes("resrl/Echo-v0", tasks, HFEngine(model, tokenizer), ChatFormatter(tokenizer), settings,
-                        env_kwargs={"max_steps": 3}, parse_action=parse)
+    settings = RolloutSettings(
+        context_mode=mode,
+        window_turns=1,
+        max_turns=3,
+        max_context_tokens=1024,  # type: ignore[arg-type]
+        sampling=SamplingParams(max_new_tokens=max_new_tokens),
+    )
+    return run_episodes(
+        "resrl/Echo-v0",
+        tasks,
+        HFEngine(model, tokenizer),
+        ChatFormatter(tokenizer),
+        settings,
+        env_kwargs={"max_steps": 3},
+        parse_action=parse,
+    )
 
 
 def _recomputed_logprobs(model: Any, batch: Any) -> torch.Tensor:
@@ -79,8 +91,10 @@ def test_concat_context_equals_full_render(tiny_tokenizer: Any) -> None:
     assert [t.action for t in episode.turns] == ["pear", None, "apple"]
     assert episode.won and episode.stop_reason == "terminated" and episode.total_return == 1.0
     assert episode.turns[1].prompt_ids[-1] == formatter.encode("<|im_start|>assistant\n")[-1]
-    messages: list[dict[str, Any]] = [{"role": "system", "content": PROMPTS.system_prompt},
-                                      *PROMPTS.initial("Say the word: apple", {})]
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": PROMPTS.system_prompt},
+        *PROMPTS.initial("Say the word: apple", {}),
+    ]
     context: list[int] = []
     for k, turn in enumerate(episode.turns):
         context += turn.prompt_ids
@@ -94,16 +108,16 @@ def test_concat_context_equals_full_render(tiny_tokenizer: Any) -> None:
     assert episode.turns[2].anchor == episode.turns[1].anchor != episode.turns[0].anchor
 
 
-def test_unparsable_output_is_an_invalid_turn_and_the_env_is_not_stepped(tiny_model: Any,
-                                                                        tiny_tokenizer: Any) -> None:
+def test_unparsable_output_is_an_invalid_turn_and_the_env_is_not_stepped(tiny_model: Any, tiny_tokenizer: Any) -> None:
     def refuse(text: str) -> Parsed:
         return Parsed(None, False, "Please answer inside <action>...</action>.")
 
     episodes = _play(tiny_model, tiny_tokenizer, "concat", parse=refuse)
     for episode in episodes:
         assert episode.stop_reason == "max_turns"  # the env never saw an action, so it never truncated
-        assert all(not t.format_valid and not t.action_valid and t.reward == 0.0 and t.action is None
-                   for t in episode.turns)
+        assert all(
+            not t.format_valid and not t.action_valid and t.reward == 0.0 and t.action is None for t in episode.turns
+        )
         assert episode.turns[1].observation == "Please answer inside <action>...</action>."
         # the state acted on did not change, so neither did its anchor
         assert len({t.anchor for t in episode.turns}) == 1
@@ -112,8 +126,14 @@ def test_unparsable_output_is_an_invalid_turn_and_the_env_is_not_stepped(tiny_mo
 def test_context_limit_stops_cleanly(tiny_model: Any, tiny_tokenizer: Any) -> None:
     tasks = [TaskSpec("echo-0", "g", 0, 1)]
     settings = RolloutSettings(max_turns=5, max_context_tokens=60, sampling=SamplingParams(max_new_tokens=8))
-    (episode,) = run_episodes("resrl/Echo-v0", tasks, HFEngine(tiny_model, tiny_tokenizer),
-                              ChatFormatter(tiny_tokenizer), settings, env_kwargs={"max_steps": 9})
+    (episode,) = run_episodes(
+        "resrl/Echo-v0",
+        tasks,
+        HFEngine(tiny_model, tiny_tokenizer),
+        ChatFormatter(tiny_tokenizer),
+        settings,
+        env_kwargs={"max_steps": 9},
+    )
     assert episode.stop_reason == "context_limit"
     assert episode.num_tokens <= 60
 
@@ -121,7 +141,9 @@ def test_context_limit_stops_cleanly(tiny_model: Any, tiny_tokenizer: Any) -> No
 def test_template_that_is_not_prefix_stable_is_reported(tiny_tokenizer: Any) -> None:
     unstable = copy.deepcopy(tiny_tokenizer)
     # a template that numbers messages by their count changes earlier text when a message is added
-    unstable.chat_template = ("{% for m in messages %}<|im_start|>{{ m.role }} of {{ messages|length }}\n{{ m.content }}"
-                              "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    unstable.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m.role }} of {{ messages|length }}\n{{ m.content }}"
+        "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
     with pytest.raises(RolloutError, match="not prefix-stable.*context_mode=window"):
         ChatFormatter(unstable).check_prefix_stable()
