@@ -182,7 +182,7 @@ class TextEnv(gym.Env[str, str]):
     Subclasses implement ``reset`` and ``step`` and build their info dicts with :meth:`make_info`.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi", "human"]}
+    metadata = {"render_modes": ["ansi", "human"]}  # noqa: RUF012 - gymnasium reads it as a class attribute
     max_observation_chars: ClassVar[int] = 16_384
     max_action_chars: ClassVar[int] = 4_096
 
@@ -215,7 +215,7 @@ class TextEnv(gym.Env[str, str]):
             print(observation)  # noqa: T201 - "human" render mode prints by definition
         return observation
 
-    def render(self) -> str | None:  # type: ignore[override]
+    def render(self) -> str | None:
         if self.render_mode == "ansi":
             return self._last_observation
         return None
