@@ -105,6 +105,7 @@ def _matches(out: Path, spec: dict[str, object]) -> bool:
 def _publish(tmp: Path, out: Path) -> None:
     """Move a finished build into place (replacing an old one) so readers never see half a model."""
     out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model dir is meant to be shared
     if out.exists():
         shutil.rmtree(out)
     os.replace(tmp, out)
@@ -234,7 +235,9 @@ def convert_smollm2(
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     logger.info("de-quantizing %s (about 20 s on 2 CPU cores)", gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
