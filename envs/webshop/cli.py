@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -19,7 +19,7 @@ app = typer.Typer(help="WebShop: a faithful re-implementation on a generated cat
 console = Console()
 
 
-def _show(observation: str, info: dict, *, rich_mode: bool) -> None:
+def _show(observation: str, info: dict[str, Any], *, rich_mode: bool) -> None:
     body = observation if rich_mode else observation.replace(" [SEP] ", "\n")
     title = f"{info['task_id']}  page: {info['page']}  step {info['step']}"
     console.print(Panel(Text(body), title=title, expand=False))

@@ -23,7 +23,7 @@ def expert_query(goal: dict[str, Any], engine: SearchEngine, target_index: int) 
     query = _PRICE_CLAUSE.sub("", goal["instruction_text"]).lower()
     if target_index in engine.search(query):
         return query
-    return goal["name"].lower()
+    return str(goal["name"]).lower()
 
 
 def expert_action(shop: Shop, query: str) -> str | None:

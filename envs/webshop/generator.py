@@ -145,11 +145,13 @@ def _product(rng: random.Random, ptype: ProductType, brand: str, asin: str) -> d
         f"{details[1].capitalize()}, and {details[2]}."
     )
 
-    reviews = []
+    reviews: list[dict[str, Any]] = []
+    scores: list[int] = []
     for _ in range(rng.choices((0, 1, 2, 3), weights=(30, 30, 25, 15))[0]):
         score = rng.choices((1, 2, 3, 4, 5), weights=(1, 1, 2, 4, 6))[0]
+        scores.append(score)
         reviews.append({"title": rng.choice(_REVIEW_TITLES), "score": score, "body": rng.choice(_REVIEW_BODIES)})
-    rating: str | float = round(sum(r["score"] for r in reviews) / len(reviews), 1) if reviews else "N.A."
+    rating: str | float = round(sum(scores) / len(scores), 1) if scores else "N.A."
 
     instruction_attributes = rng.sample(attrs, k=rng.randint(1, min(3, len(attrs))))
     item = rng.choice(ptype.instruction_phrases)

@@ -89,7 +89,8 @@ def analyze(text: str) -> list[str]:
             token = token[:-2]
         if token and token not in LUCENE_STOP_WORDS:
             tokens.append(token)
-    return _STEMMER.stemWords(tokens)
+    stems: list[str] = _STEMMER.stemWords(tokens)
+    return stems
 
 
 def product_document(product: dict[str, Any]) -> str:
@@ -126,7 +127,8 @@ class SearchEngine:
         token_ids = [self._vocab[t] for t in analyze(query) if t in self._vocab]
         if not token_ids:
             return np.zeros(self.num_documents, dtype=np.float32)
-        return self._retriever.get_scores(token_ids)
+        scores: np.ndarray = self._retriever.get_scores(token_ids)
+        return scores
 
     def search(self, query: str, k: int = SEARCH_RETURN_N) -> list[int]:
         """Catalogue indices of the top ``k`` products with a positive score; ties keep catalogue order."""
