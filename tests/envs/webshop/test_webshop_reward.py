@@ -6,8 +6,11 @@ import copy
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from envs.webshop.reward import (
+    full_process,
     get_attribute_reward,
     get_option_reward,
     get_reward,
@@ -204,3 +207,16 @@ def test_reward_does_not_mutate_its_inputs() -> None:
     before = copy.deepcopy((p, g))
     get_reward(p, g, 40.0, dict(EXACT))
     assert (p, g) == before
+
+
+_WORDS = st.sampled_from(["x", "large", "size", "red", "dark", "12", "pack", "24", "blue", "navy", "x-large", "64gb"])
+_PHRASES = st.lists(_WORDS, max_size=4).map(" ".join)
+
+
+@given(_PHRASES, _PHRASES)
+def test_token_set_ratio_properties(a: str, b: str) -> None:
+    score = token_set_ratio(a, b)
+    assert 0 <= score <= 100 and score == token_set_ratio(b, a)
+    tokens_a, tokens_b = set(full_process(a).split()), set(full_process(b).split())
+    if tokens_a and tokens_b and (tokens_a <= tokens_b or tokens_b <= tokens_a):
+        assert score == 100
