@@ -6,7 +6,15 @@
 """
 
 from tools.bfcl.encoding import decode_value, encode_value, result_to_string
-from tools.bfcl.session import BACKEND_CLASSES, BFCLSession, CallSyntaxError, func_docs, parse_python_call
+from tools.bfcl.session import (
+    BACKEND_CLASSES,
+    BFCLSession,
+    CallSyntaxError,
+    func_docs,
+    openai_tool,
+    openai_tools,
+    parse_python_call,
+)
 
 __all__ = [
     "BACKEND_CLASSES",
@@ -15,6 +23,8 @@ __all__ = [
     "decode_value",
     "encode_value",
     "func_docs",
+    "openai_tool",
+    "openai_tools",
     "parse_python_call",
     "result_to_string",
 ]

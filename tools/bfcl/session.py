@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import inspect
 import json
 from functools import cache
 from importlib import resources
@@ -18,7 +19,15 @@ from tools.bfcl.trading import TradingBot
 from tools.bfcl.travel import TravelAPI
 from tools.bfcl.vehicle import VehicleControlAPI
 
-__all__ = ["BACKEND_CLASSES", "BFCLSession", "CallSyntaxError", "func_docs", "parse_python_call"]
+__all__ = [
+    "BACKEND_CLASSES",
+    "BFCLSession",
+    "CallSyntaxError",
+    "func_docs",
+    "openai_tool",
+    "openai_tools",
+    "parse_python_call",
+]
 
 BACKEND_CLASSES: dict[str, type[Backend]] = {
     cls.__name__: cls
@@ -40,13 +49,49 @@ def _docs_for(doc_file: str) -> tuple[dict[str, Any], ...]:
     return tuple(json.loads(line) for line in lines if line.strip())
 
 
-def func_docs(class_name: str) -> list[dict[str, Any]]:
-    """BFCL's function docs (name, description, parameters, response) of one backend class, fresh copies."""
+def func_docs(class_name: str, *, fresh: bool = True) -> list[dict[str, Any]]:
+    """BFCL's function docs (name, description, parameters, response) of one backend class.
+
+    ``fresh=False`` returns the shared cached dicts (faster; the caller must not mutate them).
+    """
     try:
         cls = BACKEND_CLASSES[class_name]
     except KeyError:
         raise ValueError(f"unknown BFCL class {class_name!r}; known: {sorted(BACKEND_CLASSES)}") from None
-    return copy.deepcopy(list(_docs_for(cls.doc_file)))
+    docs = list(_docs_for(cls.doc_file))
+    return copy.deepcopy(docs) if fresh else docs
+
+
+_TYPE_NAMES = {"dict": "object", "float": "number", "tuple": "array", "any": "string"}
+
+
+def _openai_types(schema: Any) -> Any:
+    if isinstance(schema, list):
+        return [_openai_types(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _openai_types(value) for key, value in schema.items()}
+    if isinstance(out.get("type"), str):
+        out["type"] = _TYPE_NAMES.get(out["type"], out["type"])
+    return out
+
+
+@cache
+def openai_tools(class_name: str) -> tuple[dict[str, Any], ...]:
+    """The OpenAI tool schemas of one class, cached and shared (do not mutate)."""
+    return tuple(openai_tool(doc) for doc in func_docs(class_name, fresh=False))
+
+
+def openai_tool(doc: dict[str, Any]) -> dict[str, Any]:
+    """A BFCL function doc as an OpenAI tool schema (BFCL's ``dict``/``float``/``tuple`` become JSON types)."""
+    return {
+        "type": "function",
+        "function": {
+            "name": doc["name"],
+            "description": doc["description"],
+            "parameters": _openai_types(doc["parameters"]),
+        },
+    }
 
 
 def parse_python_call(text: str) -> tuple[str, list[Any], dict[str, Any]]:
@@ -117,6 +162,15 @@ class BFCLSession:
             return ERROR_PREFIX + str(exc)
         return self.call(name, args, kwargs)
 
+    def bind_call(self, call: str) -> tuple[str, dict[str, Any]]:
+        """``name`` and keyword arguments of a call string (positional arguments are named by the signature)."""
+        name, args, kwargs = parse_python_call(call)
+        method = self._methods.get(name)
+        if args and method is not None:
+            bound = inspect.signature(method).bind_partial(*args, **kwargs)
+            return name, dict(bound.arguments)
+        return name, kwargs
+
     def call(self, name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None) -> str:
         """Run one call given by name and already-parsed arguments; errors become BFCL's error string."""
         if name in BLOCKED_NAMES:
@@ -136,6 +190,14 @@ class BFCLSession:
             class_name: {key: encode_value(value) for key, value in backend.public_state().items()}
             for class_name, backend in self.backends.items()
         }
+
+    def private_state(self) -> dict[str, str]:
+        """What the public state leaves out but the next call depends on: the file system's current directory."""
+        out = {}
+        for class_name, backend in self.backends.items():
+            if class_name == "GorillaFileSystem":
+                out[class_name] = backend.pwd()["current_working_directory"]  # type: ignore[attr-defined]
+        return out
 
     def raw_state(self) -> dict[str, dict[str, Any]]:
         """Every involved backend's public attributes as live Python values (compare with ``==``)."""
