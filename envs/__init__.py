@@ -17,14 +17,12 @@ __all__ = ["ENV_MODULES", "EnvError", "Parsed", "TextEnv", "env_ids", "load_modu
 # env id -> the package holding env.py, actions.py and prompts.py
 ENV_MODULES: dict[str, str] = {
     "resrl/Echo-v0": "envs.echo",
-    "resrl/FunctionCalling-v0": "envs.function_calling",
     "resrl/ALFWorld-v0": "envs.alfworld",
     "resrl/FunctionCalling-v0": "envs.function_calling",
     "resrl/WebShop-v0": "envs.webshop",
 }
 
 register("resrl/Echo-v0", "envs.echo.env:EchoEnv")
-register("resrl/FunctionCalling-v0", "envs.function_calling.env:FunctionCallingEnv")
 register("resrl/ALFWorld-v0", "envs.alfworld.env:AlfworldEnv")
 register("resrl/FunctionCalling-v0", "envs.function_calling.env:FunctionCallingEnv")
 register("resrl/WebShop-v0", "envs.webshop.env:WebShopEnv")
