@@ -48,24 +48,67 @@ _FILLERS = (
     "GREAT GIFT: a thoughtful present for family and friends",
     "QUALITY CHECKED: every item is inspected before shipping",
 )
+# Review titles (8) and bodies (7) by sentiment: negative (scores 1-2), mixed (3), positive (4-5).
 _REVIEW_TITLES = (
-    "Great product",
-    "Works as described",
-    "Not what I expected",
-    "Love it",
-    "Good value",
-    "Decent for the price",
-    "Would buy again",
-    "Disappointed",
+    (
+        "Disappointed",
+        "Not worth it",
+        "Returned it",
+        "Poor quality",
+        "Broke quickly",
+        "Not as described",
+        "Would not buy again",
+        "Waste of money",
+    ),
+    (
+        "It is okay",
+        "Decent for the price",
+        "Mixed feelings",
+        "Average",
+        "Does the job",
+        "Could be better",
+        "Not bad",
+        "Fair enough",
+    ),
+    (
+        "Great product",
+        "Love it",
+        "Works as described",
+        "Good value",
+        "Would buy again",
+        "Excellent",
+        "Highly recommend",
+        "Five stars",
+    ),
 )
 _REVIEW_BODIES = (
-    "Arrived quickly and matches the description.",
-    "Quality is better than I expected.",
-    "It is okay but the color looks different from the photos.",
-    "My whole family uses it now.",
-    "Stopped working after a few weeks.",
-    "Exactly what I was looking for.",
-    "Good quality for the money, I recommend it.",
+    (
+        "Stopped working after a few weeks.",
+        "The color looks different from the photos.",
+        "Cheap materials, not what I expected.",
+        "It arrived damaged and support was slow.",
+        "The size runs small and it feels flimsy.",
+        "I had to send it back.",
+        "Not comfortable at all.",
+    ),
+    (
+        "It works but the quality is average.",
+        "Fine for the price, nothing special.",
+        "Some parts are great, others not so much.",
+        "Took a while to arrive but it is okay.",
+        "Good enough for occasional use.",
+        "The color is slightly off but acceptable.",
+        "Does what it says.",
+    ),
+    (
+        "Arrived quickly and matches the description.",
+        "Quality is better than I expected.",
+        "My whole family uses it now.",
+        "Exactly what I was looking for.",
+        "Good quality for the money, I recommend it.",
+        "Looks great and works perfectly.",
+        "I bought a second one as a gift.",
+    ),
 )
 _TOKEN_RE = re.compile(r"[A-Za-z0-9]+")
 
@@ -150,7 +193,14 @@ def _product(rng: random.Random, ptype: ProductType, brand: str, asin: str) -> d
     for _ in range(rng.choices((0, 1, 2, 3), weights=(30, 30, 25, 15))[0]):
         score = rng.choices((1, 2, 3, 4, 5), weights=(1, 1, 2, 4, 6))[0]
         scores.append(score)
-        reviews.append({"title": rng.choice(_REVIEW_TITLES), "score": score, "body": rng.choice(_REVIEW_BODIES)})
+        sentiment = 0 if score <= 2 else 1 if score == 3 else 2
+        reviews.append(
+            {
+                "title": rng.choice(_REVIEW_TITLES[sentiment]),
+                "score": score,
+                "body": rng.choice(_REVIEW_BODIES[sentiment]),
+            }
+        )
     rating: str | float = round(sum(scores) / len(scores), 1) if scores else "N.A."
 
     instruction_attributes = rng.sample(attrs, k=rng.randint(1, min(3, len(attrs))))

@@ -349,3 +349,16 @@ def test_prompts(env: WebShopEnv) -> None:
     texts = corpus_texts()
     assert 200 <= len(texts) <= 1000 and all(isinstance(t, str) and t for t in texts)
     assert envs.action_parser("resrl/WebShop-v0") is parse_action
+
+
+def test_show_reviews() -> None:
+    env = WebShopEnv(show_reviews=True)
+    _, info = env.reset(options={"task_id": 0})
+    play(env, [info["expert_action"], "click[b0xseja6c0]"])
+    observation, *_ = env.step("click[reviews]")
+    assert observation.endswith(
+        '< Prev [SEP] "Would buy again" [SEP] 4 [SEP] My whole family uses it now. [SEP] "It is okay" [SEP] 3 [SEP] '
+        "The color is slightly off but acceptable."
+    )
+    env.step("click[< prev]")
+    assert "[SEP] Rating: 3.5 [SEP]" in env.shop.observation()
