@@ -31,6 +31,7 @@ __all__ = [
     "INFO_WON",
     "REQUIRED_INFO_KEYS",
     "EnvError",
+    "Message",
     "Parsed",
     "PromptBuilder",
     "TextEnv",
@@ -114,9 +115,10 @@ class PromptBuilder:
     def window(self, observation: str, info: dict[str, Any], history: list[tuple[str, str]]) -> list[Message]:
         """The whole prompt of one window-mode turn after the system message.
 
-        ``history`` holds the last k (action text, observation) pairs, oldest first; ``observation`` is current.
+        ``history`` holds the last k (observation acted on, action taken) pairs, oldest first; ``observation`` is
+        the current one.
         """
-        lines = [f"Action: {action}\nObservation: {obs}" for action, obs in history]
+        lines = [f"Observation: {obs}\nAction: {action}" for obs, action in history]
         recent = ("Recent history:\n" + "\n".join(lines) + "\n\n") if lines else ""
         return [{"role": "user", "content": f"{recent}Current observation:\n{observation}"}]
 

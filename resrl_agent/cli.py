@@ -191,10 +191,32 @@ def serve_env() -> None:
 
 
 @serve_app.command("tools")
-def serve_tools() -> None:
-    """Serve tools over HTTP and MCP (lands with issue 7)."""
-    console.print("the tool server lands with issue 7 (servers/tool_server.py)")
-    raise typer.Exit(code=2)
+def serve_tools(
+    transport: Annotated[str, typer.Option(help="http (FastAPI sessions) or mcp-stdio")] = "http",
+    host: Annotated[str, typer.Option(help="bind address (http)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (http)")] = 8100,
+    classes: Annotated[str, typer.Option(help="mcp-stdio: comma-separated BFCL classes, e.g. GorillaFileSystem")] = "",
+) -> None:
+    """Serve the BFCL-compatible tools (and python_exec) over HTTP sessions or MCP on stdio."""
+    from servers import tool_server
+
+    if transport == "http":
+        console.print(f"tool server on http://{host}:{port} (GET /v1/tools, POST /v1/sessions)")
+        tool_server.main(["http", "--host", host, "--port", str(port)])
+    elif transport == "mcp-stdio":
+        tool_server.main(["mcp-stdio", "--classes", classes])
+    else:
+        raise _fail(ValueError(f"--transport {transport!r}: choose http or mcp-stdio"))
+
+
+def _mount_env_apps() -> None:
+    """Env-specific command groups (``resrl-agent webshop play`` ...), each an env's own ``cli.py``."""
+    from envs.webshop.cli import app as webshop_app
+
+    app.add_typer(webshop_app, name="webshop", help="WebShop: play in the terminal, inspect the catalogue.")
+
+
+_mount_env_apps()
 
 
 def run() -> None:  # pragma: no cover - console entry point alias

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from envs.base import PromptBuilder
+
 SYSTEM = (
     "You are an assistant that completes the user's requests by calling functions. In each turn, call functions "
     "until the request is done, then answer briefly without calls. To call functions, reply with "
@@ -61,3 +63,12 @@ def corpus_texts() -> list[str]:
     texts.append(tool_result("cd", '{"current_working_directory": "document"}'))
     texts.append('<tool_call>{"name": "ls", "arguments": {"a": true}}</tool_call>')
     return texts
+
+
+class FunctionCallingPrompts(PromptBuilder):
+    """The env's observations (user requests with their function list, tool results) as user messages."""
+
+    system_prompt = SYSTEM
+
+
+PROMPTS = FunctionCallingPrompts()

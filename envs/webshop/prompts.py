@@ -16,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from envs.base import Message, PromptBuilder
 from envs.webshop.actions import CLICK_TOOL, SEARCH_TOOL
 
 __all__ = [
+    "PROMPTS",
     "SYSTEM",
     "TOOLS",
     "corpus_texts",
@@ -169,3 +171,23 @@ def corpus_texts() -> list[str]:
             shop.step(action)
         texts.append(shop.observation())
     return texts
+
+
+class WebShopPrompts(PromptBuilder):
+    """WebShop messages for the rollout loop: the verl-agent-style page prompt, then one message per new page."""
+
+    system_prompt = SYSTEM
+
+    def initial(self, observation: str, info: dict[str, Any]) -> list[Message]:
+        return [{"role": "user", "content": user_message(observation, info)}]
+
+    def reply(self, observation: str, info: dict[str, Any]) -> list[Message]:
+        return [{"role": "user", "content": observation_message(observation, info, task=info.get("task", ""))}]
+
+    def window(self, observation: str, info: dict[str, Any], history: list[tuple[str, str]]) -> list[Message]:
+        return [
+            {"role": "user", "content": user_message(observation, info, history=history, history_window=len(history))}
+        ]
+
+
+PROMPTS = WebShopPrompts()

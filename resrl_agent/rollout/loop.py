@@ -216,6 +216,7 @@ def _advance(
         state.info = info
     else:
         observation, action_valid = parsed.feedback, False
+        info = state.info  # the env state is unchanged (Contract 3): its info still describes it
     state.turns.append(
         Turn(
             prompt_ids=state.pending,
@@ -230,10 +231,10 @@ def _advance(
             terminated=bool(terminated),
             truncated=bool(truncated),
             anchor=anchor,
-            info=_jsonable_info(info),
+            info=_jsonable_info(info) if parsed.format_valid else {},
         )
     )
-    state.history.append((parsed.action if parsed.action is not None else text, observation))
+    state.history.append((acted_on, parsed.action if parsed.action is not None else text))
     state.observation = observation
     if terminated or truncated:
         state.stop = "terminated" if terminated else "truncated"
