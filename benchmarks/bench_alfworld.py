@@ -1,0 +1,186 @@
+"""ALFWorld stepping throughput: ours (1 process, N worker processes) vs alfworld's own batch mode, side by side.
+
+Every setup plays random admissible commands (seeded) on the shipped train games for ``--steps`` steps per env and
+reports env-steps/s (resets are outside the timed window). alfworld's batch mode is ``AlfredTWEnv(...).init_env(N)``
+with the "dagger" config, so both sides compute the same infos (admissible commands, facts, handcoded expert).
+``--soak`` adds a long run of the vector env (many short episodes) that samples the workers' RSS and checks that no
+process or temp dir outlives ``close``.
+
+    python benchmarks/bench_alfworld.py --n 2 --steps 60
+    python benchmarks/bench_alfworld.py --n 2 --steps 0 --soak 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from envs.alfworld.env import AlfworldEnv
+from envs.alfworld.games import shipped_games_dir
+from envs.alfworld.vector import AlfworldVectorEnv
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def bench_ours_single(task_ids: list[str], steps: int, seed: int) -> float:
+    env = AlfworldEnv(max_steps=10_000)
+    rng = random.Random(seed)
+    _, info = env.reset(options={"task_id": task_ids[0]})
+    start = time.perf_counter()
+    for _ in range(steps):
+        _, _, terminated, _, info = env.step(rng.choice(info["available_actions"]))
+        if terminated:
+            stop = time.perf_counter()
+            _, info = env.reset(options={"task_id": task_ids[0]})
+            start += time.perf_counter() - stop
+    elapsed = time.perf_counter() - start
+    env.close()
+    return steps / elapsed
+
+
+def bench_ours_vector(task_ids: list[str], n: int, steps: int, seed: int) -> float:
+    rngs = [random.Random(seed + i) for i in range(n)]
+    with AlfworldVectorEnv(n, env_kwargs={"max_steps": 10_000}) as vector:
+        options = [{"task_id": task_ids[i % len(task_ids)]} for i in range(n)]
+        results = vector.reset(options)
+        elapsed = 0.0
+        for _ in range(steps):
+            actions = [rng.choice(r.info["available_actions"]) for rng, r in zip(rngs, results, strict=True)]
+            start = time.perf_counter()
+            results = vector.step(actions)
+            elapsed += time.perf_counter() - start
+            done = [i for i, r in enumerate(results) if r.done]
+            if done:
+                for i, r in zip(done, vector.reset([options[i] for i in done], indices=done), strict=True):
+                    results[i] = r
+    return n * steps / elapsed
+
+
+def bench_alfworld_batch(root: Path, n: int, steps: int, seed: int) -> float:
+    from alfworld.agents.environment.alfred_tw_env import AlfredTWEnv
+
+    config: dict[str, Any] = {
+        "env": {
+            "task_types": [1, 2, 3, 4, 5, 6],
+            "goal_desc_human_anns_prob": 0.0,
+            "domain_randomization": False,
+            "expert_type": "handcoded",
+        },
+        "general": {"training_method": "dagger"},
+        "dagger": {"training": {"max_nb_steps_per_episode": 10_000}},
+        "dataset": {"data_path": str(root / "train"), "num_train_games": -1, "num_eval_games": -1},
+    }
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        alfred = AlfredTWEnv(config, train_eval="train")
+        batch = alfred.init_env(batch_size=n)
+        _, infos = batch.reset()
+        rngs = [random.Random(seed + i) for i in range(n)]
+        start = time.perf_counter()
+        for _ in range(steps):
+            actions = [rng.choice(adm) for rng, adm in zip(rngs, infos["admissible_commands"], strict=True)]
+            _, _, _, infos = batch.step(actions)
+        elapsed = time.perf_counter() - start
+        batch.close()
+    return n * steps / elapsed
+
+
+def soak(task_ids: list[str], n: int, episodes: int, max_steps: int, seed: int) -> None:
+    tmp_before = set(os.listdir(tempfile.gettempdir()))
+    rng = random.Random(seed)
+    samples: list[tuple[int, float, list[float]]] = []
+    played = errors = 0
+    start = time.perf_counter()
+    vector = AlfworldVectorEnv(n, env_kwargs={"max_steps": max_steps})
+    results = vector.reset([{"task_id": rng.choice(task_ids)} for _ in range(n)])
+    while played < episodes:
+        results = vector.step([rng.choice(r.info.get("available_actions") or ["look"]) for r in results])
+        done = [i for i, r in enumerate(results) if r.done]
+        errors += sum(r.error is not None for r in results)
+        for i, r in zip(
+            done, vector.reset([{"task_id": rng.choice(task_ids)} for _ in done], indices=done), strict=True
+        ):
+            results[i] = r
+        before = played
+        played += len(done)
+        if played // 100 != before // 100:
+            samples.append((played, rss_mb(os.getpid()), [rss_mb(p) for p in vector.worker_pids() if p]))
+    pids = [p for p in vector.worker_pids() if p]
+    vector.close()
+    elapsed = time.perf_counter() - start
+    alive = [p for p in pids if Path(f"/proc/{p}").exists()]
+    leaked_tmp = set(os.listdir(tempfile.gettempdir())) - tmp_before
+    print(f"soak: {played} episodes of <= {max_steps} steps with {n} workers in {elapsed:.0f} s, {errors} errors")
+    for episodes_done, parent, workers in samples:
+        print(
+            f"  after {episodes_done:5d} episodes: parent {parent:6.1f} MB, workers "
+            + ", ".join(f"{w:6.1f}" for w in workers)
+            + " MB"
+        )
+    print(
+        f"  after close: worker processes alive {alive}, children {children(os.getpid())}, "
+        f"new temp entries {sorted(leaked_tmp)}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=2, help="worker processes / batch size")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per env (0 skips the throughput part)")
+    parser.add_argument("--soak", type=int, default=0, help="episodes for the soak run (0 skips it)")
+    parser.add_argument("--soak-max-steps", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault("ALFWORLD_DATA", tempfile.mkdtemp(prefix="alfworld-data-"))
+
+    root = shipped_games_dir()
+    probe = AlfworldEnv()
+    task_ids = probe.task_ids(split="train")
+    print(
+        f"games: {root} ({len(task_ids)} train games); cpu count {os.cpu_count()}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    if args.steps:
+        rates = {
+            "ours, 1 process": bench_ours_single(task_ids, args.steps, args.seed),
+            f"ours, {args.n} worker processes": bench_ours_vector(task_ids, args.n, args.steps, args.seed),
+            "alfworld batch, batch_size=1": bench_alfworld_batch(root, 1, args.steps, args.seed),
+            f"alfworld batch, batch_size={args.n}": bench_alfworld_batch(root, args.n, args.steps, args.seed),
+        }
+        for name, rate in rates.items():
+            print(f"{name:34s} {rate:7.1f} env-steps/s")
+        ours = rates[f"ours, {args.n} worker processes"] / rates["ours, 1 process"]
+        theirs = rates[f"alfworld batch, batch_size={args.n}"] / rates["alfworld batch, batch_size=1"]
+        print(
+            f"speed-up at N={args.n}: ours {ours:.2f}x, alfworld batch {theirs:.2f}x; "
+            f"ours N={args.n} / alfworld N={args.n}: "
+            f"{rates[f'ours, {args.n} worker processes'] / rates[f'alfworld batch, batch_size={args.n}']:.2f}x"
+        )
+    if args.soak:
+        soak(task_ids, args.n, args.soak, args.soak_max_steps, args.seed)
+
+
+if __name__ == "__main__":
+    main()

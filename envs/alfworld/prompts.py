@@ -1,0 +1,123 @@
+"""Message contents for ALFWorld (chat rendering happens in resrl_agent.rollout).
+
+Two context modes (DESIGN.md): in ``concat`` mode the first user message is :func:`user_message` at reset and each
+later one is :func:`observation_message`; in ``window`` mode every turn is one :func:`user_message` holding the task,
+the last ``k`` steps (``history``), the current observation and the admissible commands.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+from envs.alfworld.actions import TOOL_NAME
+
+SYSTEM = (
+    "You are an agent in a household, played as a text game. Each turn you see what happened and the list of "
+    "admissible commands. Reach the goal in as few steps as you can.\n"
+    "You may think first inside <think>...</think>. Then give exactly one command, copied from the admissible "
+    "commands, inside <action>...</action>, for example <action>go to countertop 1</action>."
+)
+
+TOOLS: list[dict[str, Any]] = [
+    {
+        "type": "function",
+        "function": {
+            "name": TOOL_NAME,
+            "description": "Send one command to the household game.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "action": {"type": "string", "description": "One admissible command, e.g. 'go to fridge 1'."},
+                },
+                "required": ["action"],
+            },
+        },
+    }
+]
+
+
+def format_history(history: Sequence[tuple[str, str]], k: int) -> str:
+    """The last ``k`` (action, observation) steps, numbered from the episode's start."""
+    if k <= 0 or not history:
+        return ""
+    start = max(0, len(history) - k)
+    lines = [
+        f"[Step {start + i + 1}] Action: {action}\nObservation: {observation}"
+        for i, (action, observation) in enumerate(history[start:])
+    ]
+    return "\n".join(lines)
+
+
+def user_message(
+    observation: str, info: dict[str, Any], *, history: Sequence[tuple[str, str]] = (), history_window: int = 0
+) -> str:
+    """The whole prompt of one turn: task, recent history, current observation, admissible commands."""
+    parts = []
+    task = info.get("task")
+    if task:
+        parts.append(f"Your task is to: {task}.")
+    past = format_history(history, history_window)
+    if past:
+        shown = min(len(history), history_window)
+        parts.append(f"Your last {shown} step{'s' if shown != 1 else ''}:\n{past}")
+        taken = f"{len(history)} step{'s' if len(history) != 1 else ''}"
+        parts.append(f"You have taken {taken}. Now you see:\n{observation}")
+    else:
+        parts.append(f"You see:\n{observation}")
+    parts.append(_admissible(info))
+    return "\n\n".join(parts)
+
+
+def observation_message(observation: str, info: dict[str, Any]) -> str:
+    """A later turn's message in ``concat`` mode: the new observation and the admissible commands."""
+    return f"{observation}\n\n{_admissible(info)}"
+
+
+def _admissible(info: dict[str, Any]) -> str:
+    commands = info.get("available_actions") or []
+    return "Admissible commands: " + ", ".join(f"'{c}'" for c in commands if c != "help") + "."
+
+
+@cache
+def _shipped_games() -> list[dict[str, Any]]:
+    from envs.alfworld.games import SHIPPED_ARCHIVE
+
+    if not SHIPPED_ARCHIVE.exists():
+        return []
+    with gzip.open(SHIPPED_ARCHIVE, "rt", encoding="utf-8") as f:
+        games: list[dict[str, Any]] = json.load(f)["games"]
+    return games
+
+
+def corpus_texts() -> list[str]:
+    """Texts for the tiny model's tokenizer corpus: prompts, goals, commands and observation sentences."""
+    texts = [
+        SYSTEM,
+        "Nothing happens.",
+        "You are not carrying anything.",
+        "-= Welcome to TextWorld, ALFRED! =-\n\nYou are in the middle of a room. "
+        "Looking quickly around you, you see a cabinet 1, a countertop 1, a drawer 1, a fridge 1, "
+        "a microwave 1, and a sinkbasin 1.",
+    ]
+    for game in _shipped_games()[:200]:
+        texts.append(f"Your task is to: {game['goal_text']}.")
+        for command in game["walkthrough"]:
+            texts.append(f"<think>I should {command} next.</think><action>{command}</action>")
+            words = command.split()
+            if words[:2] == ["go", "to"]:
+                place = " ".join(words[2:])
+                texts.append(f"You arrive at {place}. On the {place}, you see nothing.")
+            elif words[0] == "take" and "from" in words:
+                thing, place = command[5:].split(" from ", 1)
+                texts.append(f"You pick up the {thing} from the {place}.")
+            elif words[0] == "move" and " to " in command:
+                thing, place = command[5:].split(" to ", 1)
+                texts.append(f"You move the {thing} to the {place}.")
+            elif words[0] in ("heat", "cool", "clean") and " with " in command:
+                thing, tool = command.split(" ", 1)[1].split(" with ", 1)
+                texts.append(f"You {words[0]} the {thing} using the {tool}.")
+    return texts

@@ -1,0 +1,278 @@
+"""resrl/ALFWorld-v0 on the real alfworld engine with the shipped generated games (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import envs
+from envs.alfworld import actions, prompts
+from envs.alfworld.engine import TASK_TYPES
+from envs.alfworld.env import AlfworldEnv
+from envs.alfworld.games import SHIPPED_ARCHIVE, index_games
+from envs.alfworld.generator import UNSEEN_SCENES, generate, sample_game
+from envs.alfworld.vector import AlfworldVectorEnv
+from envs.base import EnvError, check_info
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("alfworld-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RESRL_CACHE", str(path))
+        mp.setenv("ALFWORLD_DATA", str(path / "alfworld-data"))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def env(cache: Path) -> AlfworldEnv:
+    made = gym.make("resrl/ALFWorld-v0")
+    yield made.unwrapped
+    made.close()
+
+
+def first_game(env: AlfworldEnv, split: str, task_type: str) -> str:
+    return env.task_ids(split=split, task_type=task_type)[0]
+
+
+def test_shipped_set_covers_every_split_and_task_type(env: AlfworldEnv) -> None:
+    assert "resrl/ALFWorld-v0" in envs.env_ids()
+    assert SHIPPED_ARCHIVE.stat().st_size < 2_000_000
+    counts = {split: len(env.task_ids(split=split)) for split in ("train", "valid_seen", "valid_unseen")}
+    assert counts == {"train": 60, "valid_seen": 20, "valid_unseen": 20}
+    for split in counts:
+        assert {g.task_type for g in env.games if g.split == split} == set(TASK_TYPES.values())
+    scenes = {
+        split: {int(g.task_id.split("FloorPlan")[1].split("-")[0]) for g in env.games if g.split == split}
+        for split in counts
+    }
+    assert scenes["valid_unseen"] <= UNSEEN_SCENES
+    assert not (scenes["train"] | scenes["valid_seen"]) & UNSEEN_SCENES
+
+
+@pytest.mark.parametrize("task_type", list(TASK_TYPES.values()))
+def test_expert_wins_each_task_type_through_gym_api(env: AlfworldEnv, task_type: str) -> None:
+    task_id = first_game(env, "train", task_type)
+    observation, info = env.reset(options={"task_id": task_id})
+    check_info(info)
+    assert observation.startswith("-= Welcome to TextWorld, ALFRED! =-")
+    assert f"Your task is to: {info['task']}." in observation
+    assert info["task_type"] == task_type and info["task_id"] == task_id and not info["won"]
+    assert info["goal_condition_success"] < 1.0
+    walkthrough = json.loads(env.game.game_file.read_text())["walkthrough"]
+    played, rewards = [], []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = info["expert_action"]
+        assert action in info["available_actions"] or action == "look"
+        _, reward, terminated, truncated, info = env.step(action)
+        check_info(info)
+        played.append(action)
+        rewards.append(reward)
+    assert terminated and not truncated and info["won"]
+    assert info["goal_condition_success"] == 1.0
+    assert played == walkthrough  # the expert's stream is seeded per game: it replays the stored walkthrough
+    assert rewards == [0.0] * (len(played) - 1) + [10.0]
+    assert len(played) <= 50
+    with pytest.raises(EnvError):
+        env.step("look")
+
+
+def test_random_admissible_play_is_truncated_at_50_steps(env: AlfworldEnv) -> None:
+    task_id = first_game(env, "valid_unseen", "pick_two_obj_and_place")
+    rng = random.Random(0)
+    _, info = env.reset(options={"task_id": task_id})
+    steps, total = 0, 0.0
+    terminated = truncated = False
+    while not (terminated or truncated):
+        _, reward, terminated, truncated, info = env.step(rng.choice(info["available_actions"]))
+        steps += 1
+        total += reward
+        assert info["action_valid"] and 0.0 <= info["goal_condition_success"] <= 0.5
+    assert (steps, truncated, terminated, total, info["won"]) == (50, True, False, 0.0, False)
+
+
+def test_invalid_action_changes_nothing(env: AlfworldEnv) -> None:
+    task_id = first_game(env, "valid_seen", "pick_heat_then_place_in_recep")
+    _, info0 = env.reset(options={"task_id": task_id})
+    observation, reward, terminated, truncated, info = env.step("fly to the moon")
+    assert observation == "Nothing happens."
+    assert (reward, terminated, truncated, info["action_valid"], info["won"]) == (0.0, False, False, False, False)
+    assert info["available_actions"] == info0["available_actions"]
+    _, _, _, _, info = env.step("  Go   TO  " + info0["available_actions"][0].split("go to ", 1)[-1])
+    assert info["action_valid"]  # commands are case- and space-normalised like alfworld does
+
+
+def test_reset_options_and_determinism(env: AlfworldEnv) -> None:
+    observation1, info1 = env.reset(seed=7, options={"split": "valid_unseen", "task_type": 4})
+    assert info1["task_type"] == "pick_heat_then_place_in_recep" and env.game.split == "valid_unseen"
+    observation2, info2 = env.reset(
+        seed=7, options={"split": "valid_unseen", "task_type": "pick_heat_then_place_in_recep"}
+    )
+    assert (observation1, info1["anchor"], info1["task_id"]) == (observation2, info2["anchor"], info2["task_id"])
+    _, info3 = env.reset(options={"task_id": info1["task_id"]})
+    assert info3["anchor"] == info1["anchor"]
+    for bad in ({"task_id": "nope"}, {"split": "test"}, {"task_type": 9}, {"colour": "red"}):
+        with pytest.raises(EnvError):
+            env.reset(options=bad)
+
+
+def test_check_env(env: AlfworldEnv) -> None:
+    check_env(env, skip_render_check=True)
+
+
+def test_same_engine_as_alfred_tw_env(env: AlfworldEnv, tmp_path: Path) -> None:
+    """alfworld's own AlfredTWEnv (dagger config) plays our game files identically to our env."""
+    from alfworld.agents.environment.alfred_tw_env import AlfredTWEnv
+
+    task_id = first_game(env, "train", "pick_cool_then_place_in_recep")
+    record = next(g for g in env.games if g.task_id == task_id)
+    shutil.copytree(record.game_file.parent, tmp_path / "train" / task_id)
+    config = {
+        "env": {
+            "task_types": [1, 2, 3, 4, 5, 6],
+            "goal_desc_human_anns_prob": 0.0,
+            "domain_randomization": False,
+            "expert_type": "handcoded",
+        },
+        "general": {"training_method": "dagger"},
+        "dagger": {"training": {"max_nb_steps_per_episode": 50}},
+        "dataset": {"data_path": str(tmp_path), "num_train_games": -1, "num_eval_games": -1},
+    }
+    alfred = AlfredTWEnv(config, train_eval="train")
+    assert alfred.num_games == 1
+    batch = alfred.init_env(batch_size=1)
+    try:
+        theirs, their_infos = batch.reset()
+        ours, info = env.reset(options={"task_id": task_id})
+        assert theirs[0] == ours and their_infos["admissible_commands"][0] == info["available_actions"]
+        for command in json.loads(record.game_file.read_text())["walkthrough"]:
+            theirs, _, _, their_infos = batch.step([command])
+            ours, _, _, _, info = env.step(command)
+            assert theirs[0] == ours and their_infos["admissible_commands"][0] == info["available_actions"]
+        assert their_infos["won"][0] and info["won"]
+    finally:
+        batch.close()
+
+
+def test_empty_games_dir_is_refused(cache: Path, tmp_path: Path) -> None:
+    with pytest.raises(EnvError, match="no solvable ALFWorld games"):
+        AlfworldEnv(data_dir=str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("text", "action", "valid"),
+    [
+        ("<action>go to countertop 1</action>", "go to countertop 1", True),
+        ("<think>the egg may be in the fridge</think>\n<action> Open  Fridge 1 </action>", "open fridge 1", True),
+        (
+            '<tool_call>{"name": "act", "arguments": {"action": "take egg 1 from fridge 1"}}</tool_call>',
+            "take egg 1 from fridge 1",
+            True,
+        ),
+        ('{"tool_calls": [{"name": "act", "arguments": "{\\"action\\": \\"look\\"}"}]}', "look", True),
+        ("go to countertop 1", None, False),
+        ("<action></action>", None, False),
+        ("<action>look</action><action>inventory</action>", None, False),
+        ("<think>never closed <action>look</action>", None, False),
+        ("<action>look", None, False),
+        ('<tool_call>{"name": "act", "arguments": </tool_call>', None, False),
+        ('<tool_call>{"name": "search", "arguments": {"action": "look"}}</tool_call>', None, False),
+        ('<tool_call>{"name": "act", "arguments": {"command": "look"}}</tool_call>', None, False),
+        ("<action>" + "x" * 300 + "</action>", None, False),
+        ("", None, False),
+    ],
+)
+def test_parse_action(text: str, action: str | None, valid: bool) -> None:
+    parsed = actions.parse_action(text)
+    assert (parsed.action, parsed.format_valid) == (action, valid)
+    if not valid:
+        assert parsed.feedback.startswith("Invalid response:") and "<action>" in parsed.feedback
+    assert envs.action_parser("resrl/ALFWorld-v0")(text) == parsed
+
+
+def test_prompts_window_and_corpus(env: AlfworldEnv) -> None:
+    observation, info = env.reset(options={"task_id": first_game(env, "train", "pick_and_place_simple")})
+    first = prompts.user_message(observation, info)
+    assert f"Your task is to: {info['task']}." in first and "'go to " in first and "'help'" not in first
+    history = [("go to shelf 1", "You arrive at shelf 1."), ("look", "Nothing happens."), ("inventory", "None.")]
+    windowed = prompts.user_message("Nothing happens.", info, history=history, history_window=2)
+    assert "[Step 2] Action: look" in windowed and "[Step 3] Action: inventory" in windowed
+    assert "[Step 1]" not in windowed and "You have taken 3 steps." in windowed
+    start = time.perf_counter()
+    corpus = prompts.corpus_texts()
+    assert time.perf_counter() - start < 1.0 and len(corpus) > 200
+    assert prompts.TOOLS[0]["function"]["name"] == actions.TOOL_NAME
+
+
+def test_generator_is_deterministic_and_expert_checked(cache: Path, tmp_path: Path) -> None:
+    draws = [sample_game("valid_unseen", 3, 4, seed=5, attempt=a) for a in range(40)]
+    attempt, spec1 = next((a, s) for a, s in enumerate(draws) if s is not None)
+    assert spec1 == sample_game("valid_unseen", 3, 4, seed=5, attempt=attempt)
+    assert spec1.task_type == "pick_heat_then_place_in_recep" and spec1.scene in {
+        f"FloorPlan{n}" for n in UNSEEN_SCENES
+    }
+    assert "(isHot ?o)" in spec1.problem and spec1.goal_text.split()[1] in ("a", "some")
+    assert sample_game("valid_unseen", 3, 4, seed=6, attempt=attempt) != spec1
+    report = generate(tmp_path / "a", {"train": 1, "valid_unseen": 1}, task_types=[1], seed=3)
+    assert sum(report.kept.values()) == 2
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.*"))
+    assert len(files) == 7  # 2 games x 3 files + generation.json
+    game = json.loads(next((tmp_path / "a" / "train").glob("*/game.tw-pddl")).read_text())
+    assert game["solvable"] and 1 <= len(game["walkthrough"]) <= 50
+    games = index_games((tmp_path / "a").resolve())
+    assert [g.split for g in games] == ["train", "valid_unseen"]
+
+
+@pytest.mark.slow
+def test_vector_env_survives_a_worker_crash_and_leaks_nothing(cache: Path, tmp_path: Path) -> None:
+    tmpdir = tmp_path / "worker-tmp"
+    tmpdir.mkdir()
+    probe = AlfworldEnv()
+    task_ids = [first_game(probe, "train", "pick_and_place_simple"), first_game(probe, "train", "look_at_obj_in_light")]
+    walkthroughs = [
+        json.loads(next(g for g in probe.games if g.task_id == t).game_file.read_text())["walkthrough"]
+        for t in task_ids
+    ]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(tmpdir))  # inherited by the workers: every temp dir they make must be gone after
+        vector = AlfworldVectorEnv(2)
+        results = vector.reset([{"task_id": t} for t in task_ids])
+    pids = vector.worker_pids()
+    assert [r.info["task_id"] for r in results] == task_ids and all(r.error is None for r in results)
+    # Play env 1's walkthrough to the end; kill env 0's worker after two steps.
+    step = 0
+    while not results[1].done:
+        if step == 2:
+            os.kill(pids[0], signal.SIGKILL)
+            time.sleep(0.2)
+        indices = [i for i in (0, 1) if not results[i].done]
+        moves = [walkthroughs[i][step] for i in indices]
+        for i, result in zip(indices, vector.step(moves, indices=indices), strict=True):
+            results[i] = result
+        step += 1
+    assert results[0].error is not None and "worker" in results[0].error
+    assert results[1].error is None and results[1].info["won"] and results[1].reward == 10.0
+    assert step == len(walkthroughs[1])
+    # The crashed env reports an error until reset; a reset restarts its worker and replays the task.
+    assert vector.step(["look"], indices=[0])[0].error is not None
+    again = vector.reset([{"task_id": task_ids[0]}], indices=[0])[0]
+    assert again.error is None and again.info["task_id"] == task_ids[0] and vector.restarts == 1
+    new_pid = vector.worker_pids()[0]
+    assert new_pid != pids[0]
+    vector.close()
+    for pid in (new_pid, pids[1]):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert list(tmpdir.iterdir()) == []
+    with pytest.raises(EnvError, match="closed"):
+        vector.step(["look", "look"])
