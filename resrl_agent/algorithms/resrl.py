@@ -47,7 +47,7 @@ LN_EPS = 1e-5
 FLAT_RANGE = 1e-5
 RANGE_FLOOR = 1e-6
 # Negative tokens are projected in chunks so the fp32 copy of a large group never exceeds this many rows.
-NEG_CHUNK = 8192
+NEG_CHUNK = 4096
 
 
 def group_quantile(values: torch.Tensor, group_idx: torch.Tensor, num_groups: int, q: float) -> torch.Tensor:
@@ -223,19 +223,23 @@ def _negative_energies(
         if k < 1:
             continue
         # Step 2: fp32 because bf16 LayerNorm and SVD lose the small residuals that separate tokens.
-        x_pos = F.layer_norm(hidden[pos_rows[sel], pos_cols[sel]].float(), (d,), eps=LN_EPS)
-        mu = x_pos.mean(dim=0)
-        basis = positive_subspace(x_pos - mu, k, svd=svd, niter=niter, oversample=oversample, generator=gen)
-        del x_pos
+        centred = F.layer_norm(hidden[pos_rows[sel], pos_cols[sel]].float(), (d,), eps=LN_EPS)
+        mu = centred.mean(dim=0)
+        centred.sub_(mu)  # in place: the [M, d] fp32 copy is the largest tensor of the step
+        basis = positive_subspace(centred, k, svd=svd, niter=niter, oversample=oversample, generator=gen)
+        del centred
         # Step 4: residual and projection energy of each negative token, chunked to bound fp32 memory.
         for lo in range(neg_start[g], neg_start[g] + n_neg, NEG_CHUNK):
             hi = min(lo + NEG_CHUNK, neg_start[g] + n_neg)
-            z = F.layer_norm(hidden[neg_rows[lo:hi], neg_cols[lo:hi]].float(), (d,), eps=LN_EPS) - mu
+            z = F.layer_norm(hidden[neg_rows[lo:hi], neg_cols[lo:hi]].float(), (d,), eps=LN_EPS)
+            z.sub_(mu)
             coef = z @ basis  # [n, k]
-            res = z - coef @ basis.T  # direct residual: exact to fp32 even when it is tiny
-            residual.append(res.square().sum(dim=1) / d)
+            # z <- z - coef V^T in place: the residual itself (not ||z||^2 - ||coef||^2), exact to fp32 even when tiny.
+            z.addmm_(coef, basis.T, alpha=-1.0)
+            residual.append(torch.linalg.vector_norm(z, dim=1).square() / d)
             projection.append(coef.square().sum(dim=1) / d)
             keep_idx.append(torch.arange(lo, hi, device=device))
+            del z
 
     if keep_idx:
         idx = torch.cat(keep_idx)
