@@ -19,6 +19,11 @@ app = typer.Typer(
 console = Console()
 
 
+@app.callback()
+def main() -> None:
+    """ALFWorld games: generate expert-verified PDDL games for the real alfworld engine."""
+
+
 @app.command()
 def generate(
     out: Path = typer.Option(..., "--out", help="Folder to write <split>/<task_id>/ game folders into."),

@@ -276,3 +276,40 @@ def test_vector_env_survives_a_worker_crash_and_leaks_nothing(cache: Path, tmp_p
     assert list(tmpdir.iterdir()) == []
     with pytest.raises(EnvError, match="closed"):
         vector.step(["look", "look"])
+
+
+def test_cli_generate_pack_unpack_and_play(cache: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from envs.alfworld.cli import app
+    from envs.alfworld.generator import unpack
+
+    archive = tmp_path / "games.json.gz"
+    argv = [
+        "generate",
+        "--out",
+        str(tmp_path / "out"),
+        "--n",
+        "1",
+        "--n-eval",
+        "0",
+        "--task-types",
+        "5",
+        "--seed",
+        "2",
+        "--archive",
+        str(archive),
+    ]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    assert "packed 1 games" in result.output
+    tree = unpack(archive, tmp_path / "unpacked")
+    assert (tree / ".complete").read_text() == "1"
+    env = AlfworldEnv(data_dir=str(tree))
+    _, info = env.reset()
+    assert info["task_type"] == "pick_cool_then_place_in_recep"
+    terminated = False
+    while not terminated:
+        _, reward, terminated, truncated, info = env.step(info["expert_action"])
+        assert not truncated
+    assert reward == 10.0 and info["goal_condition_success"] == 1.0
