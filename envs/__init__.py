@@ -20,12 +20,14 @@ ENV_MODULES: dict[str, str] = {
     "resrl/ALFWorld-v0": "envs.alfworld",
     "resrl/FunctionCalling-v0": "envs.function_calling",
     "resrl/WebShop-v0": "envs.webshop",
+    "resrl/Math-v0": "envs.math",
 }
 
 register("resrl/Echo-v0", "envs.echo.env:EchoEnv")
 register("resrl/ALFWorld-v0", "envs.alfworld.env:AlfworldEnv")
 register("resrl/FunctionCalling-v0", "envs.function_calling.env:FunctionCallingEnv")
 register("resrl/WebShop-v0", "envs.webshop.env:WebShopEnv")
+register("resrl/Math-v0", "envs.math.env:MathEnv")
 
 
 def env_ids() -> list[str]:
