@@ -116,8 +116,10 @@ def generated_task(split: str, index: int) -> MathTask:
     else:  # quadratic with integer roots
         r1, r2 = num(-12, 12), num(-12, 12)
         b, c = -(r1 + r2), r1 * r2
-        poly = "x^2" + (f" {'+' if b >= 0 else '-'} {abs(b)}x" if b else "") + (
-            f" {'+' if c >= 0 else '-'} {abs(c)}" if c else ""
+        poly = (
+            "x^2"
+            + (f" {'+' if b >= 0 else '-'} {abs(b)}x" if b else "")
+            + (f" {'+' if c >= 0 else '-'} {abs(c)}" if c else "")
         )
         problem, answer = f"Find the larger root of ${poly} = 0$.", str(max(r1, r2))
     return MathTask(f"gen-{split}-{index:05d}", problem, answer, "generated", {"kind": kind, "split": split})
@@ -186,7 +188,9 @@ def benchmark_tasks(name: str, *, minerva_path: str | None = None) -> tuple[Math
     return _benchmark_cached(name, str(DATA_DIR / name / "test.jsonl"))
 
 
-def task_ids(task_set: str, *, split: str = "train", num_generated: int = 5000, minerva_path: str | None = None) -> list[str]:
+def task_ids(
+    task_set: str, *, split: str = "train", num_generated: int = 5000, minerva_path: str | None = None
+) -> list[str]:
     if task_set == "generated":
         if split not in GENERATED_SPLITS:
             raise EnvError(f"generated split {split!r} is unknown", hint=f"use one of {list(GENERATED_SPLITS)}")

@@ -56,7 +56,11 @@ def test_generated_tasks_are_deterministic_and_correct() -> None:
         if task.meta["kind"] == "remainder":
             words = task.problem.split()
             assert int(task.answer) == int(words[5]) % int(words[9].rstrip("?"))
-    assert task_ids("generated", split="test", num_generated=3) == ["gen-test-00000", "gen-test-00001", "gen-test-00002"]
+    assert task_ids("generated", split="test", num_generated=3) == [
+        "gen-test-00000",
+        "gen-test-00001",
+        "gen-test-00002",
+    ]
     with pytest.raises(EnvError, match="split"):
         generated_task("dev", 1)
 
