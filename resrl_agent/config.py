@@ -138,6 +138,7 @@ class AlgoConfig(_Section):
     gigpo: GigpoConfig = Field(default_factory=GigpoConfig)
     resrl: ResrlConfig = Field(default_factory=ResrlConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
+    overlong_buffer: int = Field(0, ge=0, description="dapo: soft overlong penalty over the last N tokens; 0 = off")
 
 
 class TrainerConfig(_Section):
@@ -155,6 +156,19 @@ class TrainerConfig(_Section):
     device: str = "cpu"
     sft_epochs: int = Field(0, ge=0, description="SFT warm-start epochs on expert trajectories before RL")
     sft_lr: float = Field(1e-3, gt=0.0)
+    sft_tasks: int = Field(64, ge=1, description="expert episodes (one per task) collected for SFT")
+    sft_batch_rows: int = Field(16, ge=1, description="rows per SFT optimizer step")
+    sft_warmup_steps: int = Field(0, ge=0)
+    logit_chunk_tokens: int = Field(1024, ge=1, description="tokens per LM-head chunk (fp32 logits of one chunk)")
+    driver: Literal["local", "ray"] = Field("local", description="one process, or Ray actors")
+    rollout_workers: int = Field(2, ge=1, description="ray driver: rollout worker actors")
+    worker_cpus: float = Field(0.25, gt=0.0, description="ray driver: CPUs each actor asks for (fractional)")
+    deterministic: bool = Field(
+        False, description="sequential rollouts, one seeded request at a time: resume reproduces a run exactly"
+    )
+    compare_eval: bool = Field(
+        False, description="evaluate the untrained, SFT and final policies on the same held-out tasks at the end"
+    )
 
 
 class EvalConfig(_Section):
