@@ -2,11 +2,18 @@
 
 Task ``i`` asks for ``WORDS[i % len(WORDS)]``. Saying it wins (reward 1, terminated); anything else is a valid
 action that is echoed with reward 0. The episode is truncated after ``max_steps`` actions.
+
+Fault-injection knobs for the env server's tests (``test_only_kwargs``; the server refuses them unless it was
+started with ``--test-knobs``): ``step_sleep_s`` sleeps in every step; ``crash_at_step=n`` kills the env's own
+process with SIGKILL at step n.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import os
+import signal
+import time
+from typing import Any, ClassVar
 
 from envs.base import INFO_AVAILABLE_ACTIONS, INFO_EXPERT_ACTION, EnvError, TextEnv
 
@@ -16,8 +23,20 @@ WORDS = ("apple", "river", "lamp", "stone", "cloud", "garden", "pencil", "orbit"
 class EchoEnv(TextEnv):
     """Echo env: ``reset(options={"task_id": "echo-3"})`` asks for word 3; ``step(text)`` echoes text."""
 
-    def __init__(self, *, max_steps: int = 8, num_tasks: int = len(WORDS), render_mode: str | None = None) -> None:
+    test_only_kwargs: ClassVar[frozenset[str]] = frozenset({"step_sleep_s", "crash_at_step"})
+
+    def __init__(
+        self,
+        *,
+        max_steps: int = 8,
+        num_tasks: int = len(WORDS),
+        render_mode: str | None = None,
+        step_sleep_s: float = 0.0,
+        crash_at_step: int | None = None,
+    ) -> None:
         super().__init__(render_mode=render_mode)
+        self.step_sleep_s = float(step_sleep_s)
+        self.crash_at_step = crash_at_step
         if max_steps < 1:
             raise EnvError(f"max_steps={max_steps} must be >= 1")
         if num_tasks < 1:
@@ -52,6 +71,10 @@ class EchoEnv(TextEnv):
         if not isinstance(action, str):
             raise EnvError(f"action must be a str, got {type(action).__name__}")
         self._steps += 1
+        if self.crash_at_step is not None and self._steps >= self.crash_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)  # fault injection: the process dies as if killed
+        if self.step_sleep_s > 0:
+            time.sleep(self.step_sleep_s)
         won = action.strip() == self._word
         terminated = won
         truncated = not won and self._steps >= self.max_steps

@@ -1,0 +1,416 @@
+"""The env server: any registered environment served over HTTP and WebSocket, one session per client env.
+
+``create_app(settings)`` builds the FastAPI app; ``serve(settings, host, port)`` runs it with uvicorn;
+``python -m servers.env_server --help`` (or ``resrl-agent serve env``) starts it from a shell.
+
+Routes (DESIGN.md "Serving"): ``POST /v1/sessions`` (env id + kwargs), ``POST /v1/sessions/{id}/reset``,
+``POST /v1/sessions/{id}/step`` (action, optional client ``request_id``), ``DELETE /v1/sessions/{id}``,
+``POST /v1/sessions:step`` (batched step: 200 with a result or an error object per item), the WebSockets
+``/v1/ws`` and ``/v1/sessions/{id}/ws`` (the same operations as messages), ``GET /v1/envs``, ``GET /healthz``
+and ``GET /metrics`` (Prometheus). Errors are ``{"error": {"code", "message", "hint"?}}`` with the status of
+``servers.schemas.ERROR_STATUS``. A bearer token, when set, guards every route but ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from servers.deps import get_manager
+from servers.env_sessions import ApiError, EnvServerSettings, SessionManager
+from servers.schemas import (
+    BatchStepRequest,
+    BatchStepResponse,
+    CloseResponse,
+    CreateSessionRequest,
+    EnvList,
+    ErrorResponse,
+    Health,
+    ResetRequest,
+    ResetResult,
+    SessionCreated,
+    StepRequest,
+    StepResult,
+    WsRequest,
+    error_body,
+)
+
+__all__ = ["EnvServerSettings", "create_app", "main", "resolve_token", "serve"]
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "RESRL_ENV_SERVER_TOKEN"
+_JSON = "application/json"
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+Pool = Annotated[SessionManager, Depends(get_manager)]
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorResponse} for code in codes}
+
+
+class _Guard:
+    """Bearer token on every route but /healthz, and the request-size limit (413), as plain ASGI (fast)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], settings: EnvServerSettings) -> None:
+        self.app = app
+        self.expected = f"Bearer {settings.token}".encode() if settings.token is not None else None
+        self.limit = settings.max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if self.expected is not None and scope["path"] != "/healthz":
+            given = next((value for key, value in scope["headers"] if key == b"authorization"), b"")
+            if not secrets.compare_digest(given, self.expected):
+                await _deny(
+                    scope,
+                    send,
+                    401,
+                    error_body(
+                        "UNAUTHORIZED",
+                        "missing or wrong bearer token",
+                        "send the header 'Authorization: Bearer <token>'",
+                    ),
+                )
+                return
+        if kind == "websocket":
+            await self.app(scope, receive, send)
+            return
+        length = next((value for key, value in scope["headers"] if key == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _deny(scope, send, 413, _too_large(int(length), self.limit))
+            return
+        # Read the body here (bounded), so a chunked body without content-length is limited too.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await _deny(scope, send, 413, _too_large(size, self.limit))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _too_large(size: int, limit: int) -> dict[str, Any]:
+    return error_body(
+        "TOO_LARGE",
+        f"request body of {size} bytes is over the limit of {limit}",
+        "send smaller actions, or raise max_request_bytes",
+    )
+
+
+async def _deny(scope: Scope, send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    if scope["type"] == "http":
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+    elif "websocket.http.response" in scope.get("extensions", {}):
+        await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": data})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
+
+
+def _validation_answer(errors: list[Any], *, json_invalid: bool) -> tuple[int, dict[str, Any]]:
+    """400 for a body that is not JSON, 422 for JSON of the wrong shape; the message names the field."""
+    hint = "see the OpenAPI document at /openapi.json"
+    first = errors[0] if errors else {}
+    if json_invalid:
+        detail = (first.get("ctx") or {}).get("error", first.get("msg", ""))
+        return 400, error_body("BAD_REQUEST", f"body: not valid JSON ({detail})", hint)
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+    return 422, error_body("BAD_REQUEST", f"{where}: {first.get('msg', 'invalid')}", hint)
+
+
+def _env_list(manager: SessionManager) -> dict[str, Any]:
+    from servers.workers import _entry_class
+
+    listed = []
+    for env_id in manager.env_ids:
+        cls = _entry_class(env_id)
+        obs = int(getattr(cls, "max_observation_chars", 1 << 20))
+        act = int(getattr(cls, "max_action_chars", 1 << 20))
+        listed.append(
+            {
+                "env_id": env_id,
+                "observation_space": {"type": "text", "min_length": 0, "max_length": obs},
+                "action_space": {"type": "text", "min_length": 0, "max_length": act},
+            }
+        )
+    return {"envs": listed}
+
+
+def create_app(settings: EnvServerSettings | None = None) -> FastAPI:
+    """The env server app; its lifespan starts the worker pool and closes every env on shutdown."""
+    settings = settings or EnvServerSettings()
+    manager = SessionManager(settings)  # validates the env ids before anything starts
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await manager.start()
+        log.info("env server: %d %s worker(s), envs %s", settings.workers, settings.isolation, manager.env_ids)
+        try:
+            yield
+        finally:
+            await manager.stop()
+
+    app = FastAPI(
+        title="resrl-agent env server",
+        version="1",
+        description="Registered text environments as sessions over HTTP and WebSocket (see docs/serving.md).",
+        lifespan=lifespan,
+    )
+    app.state.manager = manager
+    app.state.settings = settings
+    env_cache: dict[str, Any] = {}
+    # The step and reset routes use ``manager`` from this closure rather than Depends: dependency resolution
+    # costs more per request than the rest of the hot path.
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, error: ApiError) -> JSONResponse:
+        manager.count_error(error.code)
+        return JSONResponse(error_body(error.code, error.message, error.hint), status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = list(error.errors())
+        status, body = _validation_answer(errors, json_invalid=any(e.get("type") == "json_invalid" for e in errors))
+        manager.count_error("BAD_REQUEST")
+        return JSONResponse(body, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "BAD_REQUEST")
+        return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code)
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "sessions": len(manager.sessions),
+            "workers": len(manager.workers),
+            "isolation": settings.isolation,
+        }
+
+    @app.get("/metrics", tags=["ops"], response_class=Response, responses={401: {"model": ErrorResponse}})
+    async def metrics() -> Response:
+        return Response(generate_latest(manager.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/envs", response_model=EnvList, responses=_errors(401), tags=["envs"])
+    async def list_envs(pool: Pool) -> dict[str, Any]:
+        if "list" not in env_cache:
+            env_cache["list"] = _env_list(pool)
+        listed: dict[str, Any] = env_cache["list"]
+        return listed
+
+    @app.post(
+        "/v1/sessions",
+        status_code=201,
+        response_model=SessionCreated,
+        responses=_errors(400, 401, 404, 413, 422, 429, 502, 504),
+        tags=["sessions"],
+    )
+    async def create_session(body: CreateSessionRequest, pool: Pool) -> Any:
+        return JSONResponse(await pool.create(body.env_id, body.env_kwargs), status_code=201)
+
+    @app.post(
+        "/v1/sessions/{session_id}/reset",
+        response_model=ResetResult,
+        responses=_errors(400, 401, 404, 413, 422, 502, 504),
+        tags=["sessions"],
+    )
+    async def reset(session_id: str, body: ResetRequest | None = None) -> Response:
+        body = body or ResetRequest()
+        return Response(await manager.reset(session_id, body.seed, body.options), media_type=_JSON)
+
+    @app.post(
+        "/v1/sessions/{session_id}/step",
+        response_model=StepResult,
+        responses=_errors(400, 401, 404, 409, 413, 422, 502, 504),
+        tags=["sessions"],
+    )
+    async def step(session_id: str, body: StepRequest) -> Response:
+        return Response(await manager.step(session_id, body.action, body.request_id), media_type=_JSON)
+
+    @app.post(
+        "/v1/sessions:step",
+        response_model=BatchStepResponse,
+        responses=_errors(400, 401, 413, 422),
+        tags=["sessions"],
+    )
+    async def step_batch(body: BatchStepRequest) -> Response:
+        return Response(await manager.step_batch(body.steps), media_type=_JSON)
+
+    @app.delete(
+        "/v1/sessions/{session_id}", response_model=CloseResponse, responses=_errors(401, 404), tags=["sessions"]
+    )
+    async def close(session_id: str, pool: Pool) -> dict[str, Any]:
+        return {"session_id": session_id, "closed": await pool.close(session_id)}
+
+    @app.websocket("/v1/ws")
+    async def websocket_any(websocket: WebSocket) -> None:
+        await _serve_websocket(websocket, manager, None)
+
+    @app.websocket("/v1/sessions/{session_id}/ws")
+    async def websocket_session(websocket: WebSocket, session_id: str) -> None:
+        await _serve_websocket(websocket, manager, session_id)
+
+    app.add_middleware(_Guard, settings=settings)
+    return app
+
+
+async def _serve_websocket(websocket: WebSocket, manager: SessionManager, bound: str | None) -> None:
+    """One message in, one answer out, in order: ``{"id", "result"}`` or ``{"id", "error": {..., "status"}}``."""
+    await websocket.accept()
+    limit = manager.settings.max_request_bytes
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                text = (message.get("bytes") or b"").decode("utf-8", "replace")
+            await websocket.send_text(await _ws_answer(text, manager, bound, limit))
+    except WebSocketDisconnect:
+        return
+
+
+async def _ws_answer(text: str, manager: SessionManager, bound: str | None, limit: int) -> str:
+    request_id: Any = None
+    try:
+        if len(text) > limit:
+            raise ApiError("TOO_LARGE", f"message of {len(text)} characters is over the limit of {limit}")
+        try:
+            request = WsRequest.model_validate_json(text)
+        except ValidationError as error:
+            errors = list(error.errors())
+            status, body = _validation_answer(errors, json_invalid=any(e["type"] == "json_invalid" for e in errors))
+            raise ApiError("BAD_REQUEST", body["error"]["message"], body["error"].get("hint"), status) from None
+        request_id = request.id
+        payload = await _ws_dispatch(request, manager, bound)
+    except ApiError as error:
+        manager.count_error(error.code)
+        body = error_body(error.code, error.message, error.hint)
+        body["error"]["status"] = error.status
+        body["id"] = request_id
+        return json.dumps(body)
+    return '{"id":' + json.dumps(request_id) + ',"result":' + payload + "}"
+
+
+async def _ws_dispatch(request: WsRequest, manager: SessionManager, bound: str | None) -> str:
+    op = request.op
+    session_id = request.session_id or bound
+    if op == "step_batch":
+        return (await manager.step_batch(request.steps or [])).decode()
+    if op == "create":
+        if request.env_id is None:
+            raise ApiError("BAD_REQUEST", "env_id: required for op 'create'", status=422)
+        return json.dumps(await manager.create(request.env_id, request.env_kwargs or {}))
+    if session_id is None:
+        raise ApiError("BAD_REQUEST", f"session_id: required for op {op!r} on /v1/ws", status=422)
+    if op == "step":
+        if request.action is None:
+            raise ApiError("BAD_REQUEST", "action: required for op 'step'", status=422)
+        return (await manager.step(session_id, request.action, request.request_id)).decode()
+    if op == "reset":
+        return (await manager.reset(session_id, request.seed, request.options)).decode()
+    return json.dumps({"session_id": session_id, "closed": await manager.close(session_id)})
+
+
+def resolve_token(token: str | None = None, token_file: str | Path | None = None, env: str = TOKEN_ENV) -> str | None:
+    """The bearer token: given directly, else read from ``token_file``, else from the env var; None = no auth."""
+    if token:
+        return token
+    if token_file:
+        value = Path(token_file).read_text(encoding="utf-8").strip()
+        if not value:
+            raise ValueError(f"token file {token_file} is empty")
+        return value
+    return os.environ.get(env) or None
+
+
+def serve(settings: EnvServerSettings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run the server in the foreground until SIGINT/SIGTERM, then close every env."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        ws_max_size=max(settings.max_request_bytes * 2, 1 << 16),
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m servers.env_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--envs", default="", help="comma-separated env ids (default: every registered id)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
+    parser.add_argument("--isolation", choices=["process", "thread"], default="process")
+    parser.add_argument("--max-sessions", type=int, default=1024)
+    parser.add_argument("--session-ttl-s", type=float, default=600.0)
+    parser.add_argument("--step-timeout-s", type=float, default=30.0)
+    parser.add_argument("--token-file", default=None, help=f"bearer token file (else the env var {TOKEN_ENV})")
+    parser.add_argument("--test-knobs", action="store_true", help="allow fault-injection env kwargs (tests only)")
+    args = parser.parse_args(argv)
+    options: dict[str, Any] = {
+        "envs": [e for e in args.envs.split(",") if e] or None,
+        "isolation": args.isolation,
+        "max_sessions": args.max_sessions,
+        "session_ttl_s": args.session_ttl_s,
+        "step_timeout_s": args.step_timeout_s,
+        "token": resolve_token(token_file=args.token_file),
+        "test_knobs": args.test_knobs,
+    }
+    if args.workers is not None:
+        options["workers"] = args.workers
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    serve(EnvServerSettings(**options), args.host, args.port)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

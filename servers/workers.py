@@ -1,0 +1,386 @@
+"""Where the env server's envs live: worker processes (isolation) or threads of the server (trusted envs).
+
+A worker hosts the envs of several sessions (:class:`EnvHost`) and runs one op at a time. The server talks to
+a worker process over one socket pair: a frame is a 4-byte big-endian length and a pickle. The server writes
+every op queued for a worker as one frame (a list); the worker answers each op with its own frame as soon as
+it is done, so the step timeout is timed per op. A step past ``step_timeout_s`` gets SIGKILL; a worker that
+dies (signal, OOM, segfault) fails the op it was running and every op queued behind it with ENV_CRASHED, and
+its sessions end; the pool starts a fresh process in its place. The server side is plain asyncio (stream
+reader, ``call_later`` timers): no thread hop on the hot path.
+
+Ops are tuples ``(kind, session_id, a, b)``: ``("create", sid, env_id, kwargs)``, ``("reset", sid, seed,
+options)``, ``("step", sid, action, None)``, ``("close", sid, None, None)``. A reply is ``(True, payload)`` or
+``(False, (code, message, hint))``. Reset and step payloads are the JSON bytes of the answer, built in the
+worker, so the server forwards them without decoding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import importlib
+import json
+import logging
+import os
+import pickle
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import gymnasium as gym
+
+import envs  # noqa: F401 - registers every env id
+from envs.base import EnvError
+
+__all__ = ["EnvHost", "Op", "ProcessWorker", "Reply", "ThreadWorker", "Worker", "worker_main"]
+
+log = logging.getLogger(__name__)
+
+Op = tuple[str, str, Any, Any]
+Reply = tuple[bool, Any]
+_HEADER = struct.Struct("!I")
+_MAX_OPS_PER_FRAME = 256
+_PICKLE = pickle.HIGHEST_PROTOCOL
+_ENTRY = "from servers.workers import worker_main; worker_main()"
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _jsonable(value: Any) -> Any:
+    """``json.dumps`` fallback for values envs put in ``info`` (numpy scalars and arrays, sets, tuples)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, default=_jsonable, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _space_spec(space: Any) -> dict[str, int]:
+    return {
+        "min_length": int(getattr(space, "min_length", 0)),
+        "max_length": int(getattr(space, "max_length", 1 << 20)),
+    }
+
+
+def _entry_class(env_id: str) -> Any:
+    entry = gym.spec(env_id).entry_point
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return entry
+
+
+class EnvHost:
+    """The envs of one worker, by session id; ``handle(op)`` runs one op and never raises."""
+
+    def __init__(self, *, test_knobs: bool = False) -> None:
+        self.test_knobs = test_knobs
+        self.envs: dict[str, gym.Env[Any, Any]] = {}
+        self.state: dict[str, str] = {}  # "new" (not reset yet), "running", "done"
+
+    def handle(self, op: Op) -> Reply:
+        kind, session_id, first, second = op
+        try:
+            if kind == "step":
+                return self._step(session_id, first)
+            if kind == "reset":
+                return self._reset(session_id, first, second)
+            if kind == "create":
+                return self._create(session_id, first, second)
+            if kind == "close":
+                return self._close(session_id)
+            return False, ("BAD_REQUEST", f"unknown op {kind!r}", None)
+        except Exception as error:  # the env's own failure: reported, the worker keeps serving
+            log.exception("env op %s failed for session %s", kind, session_id)
+            with contextlib.suppress(Exception):
+                self._close(session_id)
+            return False, ("ENV_CRASHED", f"the env raised {type(error).__name__}: {error}", "create a new session")
+
+    def _create(self, session_id: str, env_id: str, kwargs: dict[str, Any]) -> Reply:
+        blocked = sorted(set(kwargs) & set(getattr(_entry_class(env_id), "test_only_kwargs", ())))
+        if blocked and not self.test_knobs:
+            return False, (
+                "BAD_REQUEST",
+                f"kwargs.{blocked[0]} is a fault-injection knob of {env_id}, refused on this server",
+                "start the server with --test-knobs (tests only) to use it",
+            )
+        try:
+            env = gym.make(env_id, **kwargs)
+        except Exception as error:  # a constructor that refuses its kwargs, whatever it raises: the client's fault
+            return False, ("BAD_REQUEST", f"cannot create {env_id} with kwargs {kwargs!r}: {error}", None)
+        self.envs[session_id] = env
+        self.state[session_id] = "new"
+        return True, (_space_spec(env.observation_space), _space_spec(env.action_space))
+
+    def _reset(self, session_id: str, seed: int | None, options: dict[str, Any] | None) -> Reply:
+        env = self.envs.get(session_id)
+        if env is None:
+            return False, ("SESSION_NOT_FOUND", f"no env for session {session_id!r} in this worker", None)
+        try:
+            observation, info = env.reset(seed=seed, options=options)
+        except (EnvError, TypeError, ValueError, KeyError) as error:
+            return False, ("BAD_REQUEST", f"reset refused: {error}", "check options (e.g. task_id) and seed")
+        self.state[session_id] = "running"
+        return True, _dumps({"observation": observation, "info": info})
+
+    def _step(self, session_id: str, action: str) -> Reply:
+        env = self.envs.get(session_id)
+        if env is None:
+            return False, ("SESSION_NOT_FOUND", f"no env for session {session_id!r} in this worker", None)
+        state = self.state[session_id]
+        if state != "running":
+            hint = "call reset first" if state == "new" else "the episode ended; call reset to start another"
+            return False, ("EPISODE_DONE", f"session {session_id} has no running episode", hint)
+        observation, reward, terminated, truncated, info = env.step(action)
+        done = bool(terminated or truncated)
+        if done:
+            self.state[session_id] = "done"
+        payload = {
+            "observation": observation,
+            "reward": float(reward),
+            "terminated": bool(terminated),
+            "truncated": bool(truncated),
+            "info": info,
+        }
+        return True, (done, _dumps(payload))
+
+    def _close(self, session_id: str) -> Reply:
+        env = self.envs.pop(session_id, None)
+        self.state.pop(session_id, None)
+        if env is not None:
+            env.close()
+        return True, env is not None
+
+    def close_all(self) -> None:
+        for session_id in list(self.envs):
+            with contextlib.suppress(Exception):
+                self._close(session_id)
+
+
+def worker_main(argv: list[str] | None = None) -> None:
+    """Entry point of a worker process: ``python -c '...worker_main()' <socket fd> <test_knobs 0|1>``."""
+    argv = sys.argv[1:] if argv is None else argv
+    _serve_ops(socket.socket(fileno=int(argv[0])), argv[1] == "1")
+
+
+def _serve_ops(sock: socket.socket, test_knobs: bool) -> None:
+    """Body of a worker process: read op frames, answer each op with its own frame, until EOF or exit."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which closes us gracefully
+    host = EnvHost(test_knobs=test_knobs)
+    stream = sock.makefile("rb")
+    try:
+        while True:
+            header = stream.read(4)
+            if len(header) < 4:
+                break
+            ops: list[Op] = pickle.loads(stream.read(_HEADER.unpack(header)[0]))
+            for op in ops:
+                if op[0] == "exit":
+                    return
+                data = pickle.dumps(host.handle(op), _PICKLE)
+                sock.sendall(_HEADER.pack(len(data)) + data)
+    finally:
+        host.close_all()
+
+
+def _wait(process: subprocess.Popen[bytes], timeout: float) -> int | None:
+    """Wait for a worker process to end (killing it after ``timeout``); its return code."""
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+LostCallback = Callable[["Worker", str, tuple[str, str, str | None]], None]
+
+
+class Worker:
+    """Common interface: ``await call(op, timeout)`` returns a Reply; ``on_lost`` hears of ended sessions."""
+
+    index: int
+    pid: int | None = None
+    restarts: int = 0
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def call(self, op: Op, timeout: float) -> Reply:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        raise NotImplementedError
+
+
+class ProcessWorker(Worker):
+    """One worker process and the asyncio side of its socket pair."""
+
+    def __init__(self, index: int, *, test_knobs: bool, on_lost: LostCallback) -> None:
+        self.index = index
+        self.test_knobs = test_knobs
+        self.on_lost = on_lost
+        self._queue: collections.deque[tuple[Op, float, asyncio.Future[Reply]]] = collections.deque()
+        self._wake = asyncio.Event()
+        self._process: Any = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._driver: asyncio.Task[None] | None = None
+        self._timed_out: Op | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        await self._spawn()
+        self._driver = asyncio.create_task(self._drive(), name=f"env-worker-{self.index}")
+
+    async def _spawn(self) -> None:
+        # A fresh interpreter (not fork: the server has threads; not multiprocessing: it re-imports __main__).
+        parent_sock, child_sock = socket.socketpair()
+        command = [sys.executable, "-c", _ENTRY, str(child_sock.fileno()), "1" if self.test_knobs else "0"]
+        environ = dict(os.environ)
+        environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, environ.get("PYTHONPATH")]))
+        process = subprocess.Popen(command, pass_fds=(child_sock.fileno(),), env=environ, close_fds=True)
+        child_sock.close()
+        self._process = process
+        self.pid = process.pid
+        self._reader, self._writer = await asyncio.open_unix_connection(sock=parent_sock, limit=1 << 24)
+
+    def call(self, op: Op, timeout: float) -> asyncio.Future[Reply]:  # type: ignore[override]
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._queue.append((op, timeout, future))
+        self._wake.set()
+        return future
+
+    async def _drive(self) -> None:
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), _MAX_OPS_PER_FRAME))]
+            assert self._reader is not None and self._writer is not None
+            try:
+                data = pickle.dumps([op for op, _, _ in batch], _PICKLE)
+                self._writer.write(_HEADER.pack(len(data)) + data)
+                for op, timeout, future in batch:
+                    timer = loop.call_later(timeout, self._kill_for_timeout, op)
+                    try:
+                        header = await self._reader.readexactly(4)
+                        reply: Reply = pickle.loads(await self._reader.readexactly(_HEADER.unpack(header)[0]))
+                    finally:
+                        timer.cancel()
+                    if not future.done():
+                        future.set_result(reply)
+            except (asyncio.IncompleteReadError, ConnectionError, OSError):
+                pending = [item for item in batch if not item[2].done()]
+                await self._recover(pending)
+
+    def _kill_for_timeout(self, op: Op) -> None:
+        self._timed_out = op
+        if self._process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+
+    async def _recover(self, pending: list[tuple[Op, float, asyncio.Future[Reply]]]) -> None:
+        """The process died: fail the op it ran and every op queued behind it, end its sessions, respawn."""
+        process = self._process
+        exitcode = await asyncio.get_running_loop().run_in_executor(None, _wait, process, 5.0)
+        how = (
+            f"signal {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0 else f"exit {exitcode}"
+        )
+        timed_out, self._timed_out = self._timed_out, None
+        pending += list(self._queue)
+        self._queue.clear()
+        if self._writer is not None:
+            self._writer.close()
+        if timed_out is not None:
+            culprit = timed_out[1]
+            reason: tuple[str, str, str | None] = (
+                "ENV_CRASHED",
+                f"the worker process was killed because session {culprit}'s {timed_out[0]} passed the step timeout",
+                "create a new session",
+            )
+        else:
+            culprit = pending[0][0][1] if pending else ""
+            reason = ("ENV_CRASHED", f"the env worker process died ({how})", "create a new session")
+        for op, _, future in pending:
+            if future.done():
+                continue
+            if timed_out is not None and op is timed_out:
+                future.set_result((False, ("STEP_TIMEOUT", f"{op[0]} took longer than the step timeout", None)))
+            else:
+                future.set_result((False, reason))
+        log.warning("env worker %d (pid %s) lost: %s", self.index, self.pid, reason[1])
+        self.on_lost(self, culprit, reason)
+        if self._stopping:
+            return
+        self.restarts += 1
+        await self._spawn()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._driver is not None:
+            self._driver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._driver
+        if self._writer is not None and self._process is not None and self._process.poll() is None:
+            with contextlib.suppress(Exception):
+                data = pickle.dumps([("exit", "", None, None)], _PICKLE)
+                self._writer.write(_HEADER.pack(len(data)) + data)
+                await self._writer.drain()
+        if self._process is not None:
+            await asyncio.get_running_loop().run_in_executor(None, _wait, self._process, 5.0)
+        if self._writer is not None:
+            self._writer.close()
+
+
+class ThreadWorker(Worker):
+    """In-process mode for trusted envs: the envs run in one thread of the server; no isolation.
+
+    A step past the timeout answers STEP_TIMEOUT and ends this worker's sessions, but the stuck thread cannot
+    be killed: it is abandoned, and the worker continues on a fresh thread and host.
+    """
+
+    def __init__(self, index: int, *, test_knobs: bool, on_lost: LostCallback) -> None:
+        self.index = index
+        self.test_knobs = test_knobs
+        self.on_lost = on_lost
+        self._host = EnvHost(test_knobs=test_knobs)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"resrl-env-{self.index}")
+        self._lock = threading.Lock()
+
+    async def start(self) -> None:
+        self.pid = os.getpid()
+
+    async def call(self, op: Op, timeout: float) -> Reply:
+        host, executor = self._host, self._executor
+        future = asyncio.get_running_loop().run_in_executor(executor, host.handle, op)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            if host is self._host:  # the first timeout on this host replaces it
+                self._host = EnvHost(test_knobs=self.test_knobs)
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"resrl-env-{self.index}")
+                executor.shutdown(wait=False, cancel_futures=True)
+                self.restarts += 1
+                reason = (
+                    "ENV_CRASHED",
+                    f"session {op[1]}'s {op[0]} passed the step timeout; this thread worker's envs were dropped",
+                    "create a new session",
+                )
+                self.on_lost(self, op[1], reason)
+            return False, ("STEP_TIMEOUT", f"{op[0]} took longer than the step timeout", None)
+
+    async def stop(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._host.close_all)
+        self._executor.shutdown(wait=False, cancel_futures=True)
