@@ -1,9 +1,17 @@
 """The multi-turn agent loop: env + inference engine -> token-exact ``Episode`` records.
 
-All live episodes' prompts go to the engine as one batch per turn. Model text is parsed by the env's pure
-``parse_action`` (Contract 2); unparsable text is an invalid turn whose feedback is the next observation, and the
-env is not stepped (Contract 3). Response ids and logprobs are stored exactly as sampled; env replies are appended
-as delta tokens (concat mode) or each turn is rendered whole (window mode).
+Up to ``settings.concurrency`` episodes are live at once. Every round, the prompts of all live episodes that wait
+for the model go to the engine in one ``generate`` call (one batch for HF, concurrent requests for vLLM and HTTP);
+their envs then step in parallel workers (:mod:`resrl_agent.rollout.workers`). A round waits at most
+``batch_wait_s`` for slow envs, so one slow env never holds up the others, and a crashed or hung env ends only its
+own episode (``stop_reason="env_error"``). When an episode ends, its slot takes the next task.
+
+Model text is parsed by the env's pure ``parse_action`` (Contract 2); unparsable text is an invalid turn whose
+feedback is the next observation, and the env is not stepped (Contract 3). Response ids and logprobs are stored
+exactly as sampled; env replies are appended as delta tokens (concat mode) or each turn is rendered whole (window
+mode). Each request's sampling seed is derived from the run seed, the group (task and iteration), the sample and
+the turn, so the HF, vLLM and HTTP backends sample the same way whatever the batch (:func:`request_seed`).
+``sequential=True`` plays one episode at a time with inline envs: the deterministic reference mode.
 """
 
 from __future__ import annotations
@@ -11,21 +19,24 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
-
 import envs
 from envs.base import EnvError, Parsed, PromptBuilder
-from resrl_agent.inference.base import InferenceEngine, SamplingParams
+from resrl_agent.errors import RolloutError
+from resrl_agent.inference.base import Generation, InferenceEngine, SamplingParams
 from resrl_agent.rollout.chat import ChatFormatter, Message
+from resrl_agent.rollout.workers import EnvRunner, WorkerKind, make_executor, make_runner
+from resrl_agent.seeding import derive_seed
 from resrl_agent.types import ContextMode, Episode, StopReason, Turn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RolloutSettings", "TaskSpec", "run_episodes"]
+__all__ = ["RolloutSettings", "TaskSpec", "request_seed", "run_episodes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,27 +51,59 @@ class TaskSpec:
 
 @dataclass(frozen=True, slots=True)
 class RolloutSettings:
+    """How episodes are played.
+
+    Attributes:
+        concurrency: episodes live at once (each holds one env).
+        env_workers: where envs run: ``thread`` (default), ``process`` (crash isolation) or ``inline``.
+        step_timeout_s: an env call (reset or step) that takes longer ends its episode with ``env_error``.
+        batch_wait_s: how long a round waits for envs still stepping before it samples without them.
+        seed: the run seed, mixed into every request's sampling seed.
+        sequential: one episode at a time, inline envs: the deterministic reference mode.
+    """
+
     context_mode: ContextMode = "concat"
     window_turns: int = 2
     max_turns: int = 8
     max_context_tokens: int = 2048
     sampling: SamplingParams = field(default_factory=SamplingParams)
+    concurrency: int = 64
+    env_workers: WorkerKind = "thread"
+    step_timeout_s: float | None = 300.0
+    batch_wait_s: float = 0.5
+    seed: int = 0
+    sequential: bool = False
+    process_start_method: str = "spawn"
+
+
+def request_seed(run_seed: int, spec: TaskSpec, turn: int) -> int:
+    """The sampling seed of one request: run seed, group (task and iteration), sample index and turn."""
+    return derive_seed(run_seed, "sample", spec.group_id, spec.seed, spec.sample_idx, turn)
 
 
 @dataclass
-class _Live:
+class _Slot:
+    """One episode in play."""
+
+    index: int
     spec: TaskSpec
-    env: gym.Env[str, str]
-    observation: str
-    info: dict[str, Any]
-    system: list[Message]
-    tools: list[dict[str, Any]] | None
+    runner: EnvRunner
+    observation: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    system: list[Message] = field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
     context: list[int] = field(default_factory=list)  # concat: the whole sequence so far
     pending: list[int] = field(default_factory=list)  # the prompt tokens of the next turn
     history: list[tuple[str, str]] = field(default_factory=list)
     turns: list[Turn] = field(default_factory=list)
     won: bool = False
     stop: StopReason | None = None
+    future: Future[Any] | None = None
+    deadline: float = math.inf
+    waiting: str = ""  # "reset" | "step" while an env call is in flight
+    generation: Generation | None = None
+    parsed: Parsed | None = None
+    started: float = 0.0
 
 
 def _jsonable_info(info: dict[str, Any]) -> dict[str, Any]:
@@ -76,9 +119,261 @@ def _jsonable_info(info: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def _generation_seed(spec: TaskSpec, turn: int) -> int:
-    """Per-request sampling seed derived from the group's seed, the sample index and the turn."""
-    return (spec.seed * 1_000_003 + spec.sample_idx * 7_919 + turn) % (2**31 - 1)
+class _Loop:
+    def __init__(
+        self,
+        env_id: str,
+        tasks: Sequence[TaskSpec],
+        engine: InferenceEngine,
+        formatter: ChatFormatter,
+        settings: RolloutSettings,
+        env_kwargs: dict[str, Any],
+        policy_version: int,
+        parse: Callable[[str], Parsed],
+        builder: PromptBuilder,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.env_id, self.tasks, self.engine, self.formatter = env_id, tasks, engine, formatter
+        self.settings, self.env_kwargs, self.policy_version = settings, env_kwargs, policy_version
+        self.parse, self.builder, self.progress = parse, builder, progress
+        self.kind: WorkerKind = "inline" if settings.sequential else settings.env_workers
+        self.width = 1 if settings.sequential else max(1, settings.concurrency)
+        self.executor = make_executor(self.kind, self.width + 4)
+        self.finished: list[Episode | None] = [None] * len(tasks)
+        self.num_finished = 0
+        self.next_task = 0
+        self.spare: list[EnvRunner] = []  # healthy runners of finished episodes, reused for the next task
+        self.runners: list[EnvRunner] = []
+        self.checked_tools: set[str] = set()
+        self.eos = formatter.eos_token_id
+
+    # ------------------------------------------------------------------ scheduling
+    def run(self) -> list[Episode]:
+        slots: list[_Slot] = []
+        try:
+            while self.num_finished < len(self.tasks):
+                while len(slots) < self.width and self.next_task < len(self.tasks):
+                    slots.append(self._start(self.next_task))
+                    self.next_task += 1
+                self._collect(slots, block=not any(self._ready(s) for s in slots))
+                ready = [s for s in slots if self._ready(s)]
+                if ready:
+                    self._generate(ready)
+                for slot in [s for s in slots if s.stop is not None and s.future is None]:
+                    slots.remove(slot)
+                    self._finish(slot)
+        finally:
+            for slot in slots:  # only on an exception: stop what is still in flight
+                slot.runner.abandon()
+            self.executor.shutdown(wait=False, cancel_futures=True)
+            for runner in self.runners:
+                runner.close()
+        return [e for e in self.finished if e is not None]
+
+    def _ready(self, slot: _Slot) -> bool:
+        return slot.stop is None and slot.future is None
+
+    def _start(self, index: int) -> _Slot:
+        spec = self.tasks[index]
+        if self.spare:
+            runner = self.spare.pop()
+        else:
+            runner = make_runner(
+                self.kind,
+                self.env_id,
+                self.env_kwargs,
+                timeout_s=self.settings.step_timeout_s,
+                start_method=self.settings.process_start_method,
+            )
+            self.runners.append(runner)
+        slot = _Slot(index, spec, runner, started=time.perf_counter())
+        options = {"task_id": spec.task_id} if spec.task_id is not None else None
+        self._submit(slot, "reset", runner.reset, spec.seed, options)
+        return slot
+
+    def _submit(self, slot: _Slot, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        slot.waiting = what
+        timeout = self.settings.step_timeout_s
+        slot.deadline = math.inf if timeout is None else time.monotonic() + timeout
+        slot.future = self.executor.submit(fn, *args)
+
+    def _collect(self, slots: list[_Slot], *, block: bool) -> None:
+        """Apply finished env calls. Waits for all in-flight calls up to ``batch_wait_s`` (or, when nothing else
+        can run, until the first one finishes), and ends the episodes whose call is past its deadline."""
+        in_flight = {s.future: s for s in slots if s.future is not None}
+        if in_flight:
+            if block:
+                first_deadline = min(s.deadline for s in in_flight.values())
+                timeout = None if first_deadline == math.inf else max(0.0, first_deadline - time.monotonic())
+                wait(list(in_flight), timeout=timeout, return_when=FIRST_COMPLETED)
+            # give the others a short while to join this round's batch
+            wait(list(in_flight), timeout=self.settings.batch_wait_s)
+        now = time.monotonic()
+        for future, slot in in_flight.items():
+            if future.done():
+                slot.future = None
+                self._apply(slot, future)
+            elif now >= slot.deadline:
+                logger.warning(
+                    "env %s() of %s/%d took longer than %s s: episode ended (env_error)",
+                    slot.waiting,
+                    slot.spec.group_id,
+                    slot.spec.sample_idx,
+                    self.settings.step_timeout_s,
+                )
+                future.cancel()
+                slot.runner.abandon()
+                slot.future = None
+                slot.stop = "env_error"
+
+    def _apply(self, slot: _Slot, future: Future[Any]) -> None:
+        try:
+            result = future.result()
+        except EnvError as err:
+            logger.warning("env %s failed in %s/%d: %s", slot.waiting, slot.spec.group_id, slot.spec.sample_idx, err)
+            slot.stop = "env_error"
+            return
+        if slot.waiting == "reset":
+            self._on_reset(slot, *result)
+        else:
+            self._on_step(slot, *result)
+
+    # ------------------------------------------------------------------ episode steps
+    def _on_reset(self, slot: _Slot, observation: str, info: dict[str, Any]) -> None:
+        slot.observation, slot.info = observation, info
+        system_text = self.builder.system(info)
+        slot.system = [{"role": "system", "content": system_text}] if system_text else []
+        slot.tools = self.builder.tools(info)
+        if self.settings.context_mode == "concat":
+            key = json.dumps(slot.tools, sort_keys=True)
+            if key not in self.checked_tools:
+                self.formatter.check_prefix_stable(tools=slot.tools)
+                self.checked_tools.add(key)
+            slot.context = self.formatter.prompt_ids(
+                [*slot.system, *self.builder.initial(observation, info)], tools=slot.tools
+            )
+            slot.pending = list(slot.context)
+
+    def _prompt(self, slot: _Slot) -> list[int]:
+        if self.settings.context_mode == "window":
+            history = slot.history[-self.settings.window_turns :] if self.settings.window_turns else []
+            messages = self.builder.window(slot.observation, slot.info, history)
+            slot.pending = self.formatter.prompt_ids([*slot.system, *messages], tools=slot.tools)
+            return slot.pending
+        return slot.context
+
+    def _generate(self, ready: list[_Slot]) -> None:
+        runnable, prompts, seeds = [], [], []
+        for slot in ready:
+            if len(slot.turns) >= self.settings.max_turns:
+                slot.stop = "max_turns"
+                continue
+            prompt = self._prompt(slot)
+            if len(prompt) + self.settings.sampling.max_new_tokens > self.settings.max_context_tokens:
+                slot.stop = "context_limit"
+                continue
+            runnable.append(slot)
+            prompts.append(prompt)
+            seeds.append(request_seed(self.settings.seed, slot.spec, len(slot.turns)))
+        if not runnable:
+            return
+        generations = self.engine.generate(prompts, self.settings.sampling, seeds=seeds)
+        if len(generations) != len(prompts):
+            raise RolloutError(f"the engine returned {len(generations)} generations for {len(prompts)} prompts")
+        for slot, gen in zip(runnable, generations, strict=True):
+            parsed = self.parse(gen.text)
+            slot.generation, slot.parsed = gen, parsed
+            if parsed.format_valid and parsed.action is not None:
+                self._submit(slot, "step", slot.runner.step, parsed.action)
+            else:  # Contract 3: the env is not stepped; its feedback is the next observation
+                self._record(slot, parsed.feedback, 0.0, False, False, slot.info, action_valid=False)
+
+    def _on_step(
+        self, slot: _Slot, observation: str, reward: float, terminated: bool, truncated: bool, info: dict[str, Any]
+    ) -> None:
+        value = float(reward)
+        if not math.isfinite(value):
+            logger.warning("env %s returned a non-finite reward %r: episode ended (env_error)", self.env_id, reward)
+            slot.runner.broken = True
+            slot.stop = "env_error"
+            return
+        slot.won = bool(info.get("won", False))
+        self._record(slot, observation, value, bool(terminated), bool(truncated), info, action_valid=None)
+
+    def _record(
+        self,
+        slot: _Slot,
+        observation: str,
+        reward: float,
+        terminated: bool,
+        truncated: bool,
+        info: dict[str, Any],
+        *,
+        action_valid: bool | None,
+    ) -> None:
+        """Store the turn just played and prepare the next prompt."""
+        gen, parsed = slot.generation, slot.parsed
+        assert gen is not None and parsed is not None
+        stepped = action_valid is None
+        slot.turns.append(
+            Turn(
+                prompt_ids=slot.pending,
+                response_ids=list(gen.token_ids),
+                response_logprobs=list(gen.logprobs),
+                observation=slot.observation,
+                response_text=gen.text,
+                action=parsed.action if parsed.format_valid else None,
+                format_valid=parsed.format_valid,
+                action_valid=bool(info.get("action_valid", True)) if stepped else False,
+                reward=reward,
+                terminated=terminated,
+                truncated=truncated,
+                anchor=str(slot.info.get("anchor", "")),
+                info=_jsonable_info(info) if stepped else {},
+            )
+        )
+        slot.history.append((slot.observation, parsed.action if parsed.action is not None else gen.text))
+        slot.observation = observation
+        slot.info = info  # unchanged when the env was not stepped (Contract 3)
+        slot.generation = slot.parsed = None
+        if terminated or truncated:
+            slot.stop = "terminated" if terminated else "truncated"
+            return
+        if self.settings.context_mode == "concat":
+            ended_with_eos = gen.finish_reason == "stop" and bool(gen.token_ids) and gen.token_ids[-1] == self.eos
+            delta = self.formatter.delta_ids(
+                self.builder.reply(observation, info), tools=slot.tools, response_ended_with_eos=ended_with_eos
+            )
+            slot.context = [*slot.context, *gen.token_ids, *delta]
+            slot.pending = delta
+
+    def _finish(self, slot: _Slot) -> None:
+        if slot.runner.broken:
+            slot.runner.close()
+        else:
+            self.spare.append(slot.runner)
+        stop = slot.stop or "max_turns"
+        self.finished[slot.index] = Episode(
+            task_id=str(slot.info.get("task_id", slot.spec.task_id or "")),
+            group_id=slot.spec.group_id,
+            sample_idx=slot.spec.sample_idx,
+            env_id=self.env_id,
+            turns=slot.turns,
+            seed=slot.spec.seed,
+            policy_version=self.policy_version,
+            context_mode=self.settings.context_mode,
+            won=slot.won,
+            stop_reason=stop,
+            metrics={
+                "num_turns": float(len(slot.turns)),
+                "invalid_format": float(sum(not t.format_valid for t in slot.turns)),
+                "env_error": float(stop == "env_error"),
+                "wall_s": time.perf_counter() - slot.started,
+            },
+        )
+        self.num_finished += 1
+        if self.progress is not None:
+            self.progress(self.num_finished)
 
 
 def run_episodes(
@@ -94,154 +389,13 @@ def run_episodes(
     prompts: PromptBuilder | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Episode]:
-    """Play every task to the end and return one Episode per TaskSpec, in order."""
+    """Play every task to the end and return one Episode per TaskSpec, in order.
+
+    ``progress(n)`` is called with the number of finished episodes each time one finishes.
+    """
     parse = parse_action or envs.action_parser(env_id)
     builder: PromptBuilder = prompts or envs.load_module(env_id, "prompts").PROMPTS
-    live: list[_Live] = []
-    finished: list[Episode | None] = [None] * len(tasks)
-    for spec in tasks:
-        env = gym.make(env_id, **(env_kwargs or {}))
-        options = {"task_id": spec.task_id} if spec.task_id is not None else None
-        try:
-            observation, info = env.reset(seed=spec.seed, options=options)
-        except EnvError as err:
-            logger.warning("env reset failed for %s: %s", spec, err)
-            env.close()
-            live.append(_Live(spec, env, "", {}, [], None, stop="env_error"))
-            continue
-        system_text = builder.system(info)
-        system = [{"role": "system", "content": system_text}] if system_text else []
-        state = _Live(spec, env, observation, info, system, builder.tools(info))
-        if settings.context_mode == "concat":
-            state.context = formatter.prompt_ids([*system, *builder.initial(observation, info)], tools=state.tools)
-            state.pending = list(state.context)
-        live.append(state)
-    if settings.context_mode == "concat" and any(s.stop is None for s in live):
-        formatter.check_prefix_stable(tools=next(s.tools for s in live if s.stop is None))
-
-    for _ in range(settings.max_turns):
-        active = [s for s in live if s.stop is None]
-        if not active:
-            break
-        prompts_ids: list[list[int]] = []
-        runnable: list[_Live] = []
-        for state in active:
-            if settings.context_mode == "window":
-                messages = builder.window(
-                    state.observation,
-                    state.info,
-                    state.history[-settings.window_turns :] if settings.window_turns else [],
-                )
-                state.pending = formatter.prompt_ids([*state.system, *messages], tools=state.tools)
-                prompt = state.pending
-            else:
-                prompt = state.context
-            if len(prompt) + settings.sampling.max_new_tokens > settings.max_context_tokens:
-                state.stop = "context_limit"
-                continue
-            prompts_ids.append(prompt)
-            runnable.append(state)
-        if not runnable:
-            break
-        generations = engine.generate(
-            prompts_ids, settings.sampling, seeds=[_generation_seed(s.spec, len(s.turns)) for s in runnable]
-        )
-        for state, gen in zip(runnable, generations, strict=True):
-            _advance(
-                state,
-                gen.token_ids,
-                gen.logprobs,
-                gen.text,
-                gen.finish_reason == "stop" and bool(gen.token_ids) and gen.token_ids[-1] == formatter.eos_token_id,
-                parse,
-                builder,
-                formatter,
-                settings,
-            )
-        if progress is not None:
-            progress(sum(1 for s in live if s.stop is not None))
-
-    for index, state in enumerate(live):
-        if state.stop is None:
-            state.stop = "max_turns"
-        state.env.close()
-        finished[index] = Episode(
-            task_id=str(state.info.get("task_id", state.spec.task_id or "")),
-            group_id=state.spec.group_id,
-            sample_idx=state.spec.sample_idx,
-            env_id=env_id,
-            turns=state.turns,
-            seed=state.spec.seed,
-            policy_version=policy_version,
-            context_mode=settings.context_mode,
-            won=state.won,
-            stop_reason=state.stop,
-            metrics={
-                "num_turns": float(len(state.turns)),
-                "invalid_format": float(sum(not t.format_valid for t in state.turns)),
-            },
-        )
-    return [e for e in finished if e is not None]
-
-
-def _advance(
-    state: _Live,
-    response_ids: list[int],
-    logprobs: list[float],
-    text: str,
-    ended_with_eos: bool,
-    parse: Callable[[str], Parsed],
-    builder: PromptBuilder,
-    formatter: ChatFormatter,
-    settings: RolloutSettings,
-) -> None:
-    """Parse one response, step the env (or not), record the Turn, and prepare the next prompt."""
-    anchor = str(state.info.get("anchor", ""))
-    acted_on = state.observation
-    parsed = parse(text)
-    reward, terminated, truncated = 0.0, False, False
-    info: dict[str, Any] = {}
-    if parsed.format_valid and parsed.action is not None:
-        try:
-            observation, reward_value, terminated, truncated, info = state.env.step(parsed.action)
-        except EnvError as err:
-            logger.warning("env step failed in %s/%d: %s", state.spec.group_id, state.spec.sample_idx, err)
-            state.stop = "env_error"
-            return
-        reward = float(reward_value)
-        if not math.isfinite(reward):
-            raise EnvError(f"env returned a non-finite reward {reward_value!r}")
-        action_valid = bool(info.get("action_valid", True))
-        state.won = bool(info.get("won", False))
-        state.info = info
-    else:
-        observation, action_valid = parsed.feedback, False
-        info = state.info  # the env state is unchanged (Contract 3): its info still describes it
-    state.turns.append(
-        Turn(
-            prompt_ids=state.pending,
-            response_ids=list(response_ids),
-            response_logprobs=list(logprobs),
-            observation=acted_on,
-            response_text=text,
-            action=parsed.action if parsed.format_valid else None,
-            format_valid=parsed.format_valid,
-            action_valid=action_valid,
-            reward=reward,
-            terminated=bool(terminated),
-            truncated=bool(truncated),
-            anchor=anchor,
-            info=_jsonable_info(info) if parsed.format_valid else {},
-        )
+    loop = _Loop(
+        env_id, tasks, engine, formatter, settings, dict(env_kwargs or {}), policy_version, parse, builder, progress
     )
-    state.history.append((acted_on, parsed.action if parsed.action is not None else text))
-    state.observation = observation
-    if terminated or truncated:
-        state.stop = "terminated" if terminated else "truncated"
-        return
-    if settings.context_mode == "concat":
-        delta = formatter.delta_ids(
-            builder.reply(observation, info), tools=state.tools, response_ended_with_eos=ended_with_eos
-        )
-        state.context = [*state.context, *response_ids, *delta]
-        state.pending = delta
+    return loop.run()
