@@ -17,13 +17,14 @@ import contextlib
 import io
 import os
 import random
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from envs.alfworld.env import AlfworldEnv
-from envs.alfworld.games import shipped_games_dir
+from envs.alfworld.games import GameRecord, index_games, shipped_games_dir
 from envs.alfworld.vector import AlfworldVectorEnv
 
 
@@ -45,26 +46,32 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def bench_ours_single(task_ids: list[str], steps: int, seed: int) -> float:
-    env = AlfworldEnv(max_steps=10_000)
-    rng = random.Random(seed)
-    _, info = env.reset(options={"task_id": task_ids[0]})
-    start = time.perf_counter()
-    for _ in range(steps):
-        _, _, terminated, _, info = env.step(rng.choice(info["available_actions"]))
-        if terminated:
-            stop = time.perf_counter()
-            _, info = env.reset(options={"task_id": task_ids[0]})
-            start += time.perf_counter() - stop
-    elapsed = time.perf_counter() - start
+def bench_ours_single(games: list[GameRecord], steps: int, seed: int) -> float:
+    """One process plays each game in turn for ``steps`` steps: the per-step cost of the same games."""
+    env = AlfworldEnv(data_dir=str(games[0].game_file.parents[2]), max_steps=10_000)
+    elapsed = 0.0
+    for i, game in enumerate(games):
+        rng = random.Random(seed + i)
+        _, info = env.reset(options={"task_id": game.task_id})
+        start = time.perf_counter()
+        for _ in range(steps):
+            _, _, terminated, _, info = env.step(rng.choice(info["available_actions"]))
+            if terminated:  # random play rarely wins; restart the game outside the timed window
+                elapsed += time.perf_counter() - start
+                _, info = env.reset(options={"task_id": game.task_id})
+                start = time.perf_counter()
+        elapsed += time.perf_counter() - start
     env.close()
-    return steps / elapsed
+    return len(games) * steps / elapsed
 
 
-def bench_ours_vector(task_ids: list[str], n: int, steps: int, seed: int) -> float:
+def bench_ours_vector(games: list[GameRecord], steps: int, seed: int) -> float:
+    n = len(games)
     rngs = [random.Random(seed + i) for i in range(n)]
-    with AlfworldVectorEnv(n, env_kwargs={"max_steps": 10_000}) as vector:
-        options = [{"task_id": task_ids[i % len(task_ids)]} for i in range(n)]
+    with AlfworldVectorEnv(
+        n, env_kwargs={"data_dir": str(games[0].game_file.parents[2]), "max_steps": 10_000}
+    ) as vector:
+        options = [{"task_id": game.task_id} for game in games]
         results = vector.reset(options)
         elapsed = 0.0
         for _ in range(steps):
@@ -79,32 +86,42 @@ def bench_ours_vector(task_ids: list[str], n: int, steps: int, seed: int) -> flo
     return n * steps / elapsed
 
 
-def bench_alfworld_batch(root: Path, n: int, steps: int, seed: int) -> float:
+def bench_alfworld_batch(games: list[GameRecord], batch_size: int, steps: int, seed: int, tmp: Path) -> float:
+    """alfworld's ``AlfredTWEnv.init_env(batch_size)`` on a tree holding just these games (batch_size=1: one by one)."""
     from alfworld.agents.environment.alfred_tw_env import AlfredTWEnv
 
-    config: dict[str, Any] = {
-        "env": {
-            "task_types": [1, 2, 3, 4, 5, 6],
-            "goal_desc_human_anns_prob": 0.0,
-            "domain_randomization": False,
-            "expert_type": "handcoded",
-        },
-        "general": {"training_method": "dagger"},
-        "dagger": {"training": {"max_nb_steps_per_episode": 10_000}},
-        "dataset": {"data_path": str(root / "train"), "num_train_games": -1, "num_eval_games": -1},
-    }
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        alfred = AlfredTWEnv(config, train_eval="train")
-        batch = alfred.init_env(batch_size=n)
-        _, infos = batch.reset()
-        rngs = [random.Random(seed + i) for i in range(n)]
-        start = time.perf_counter()
-        for _ in range(steps):
-            actions = [rng.choice(adm) for rng, adm in zip(rngs, infos["admissible_commands"], strict=True)]
-            _, _, _, infos = batch.step(actions)
-        elapsed = time.perf_counter() - start
-        batch.close()
-    return n * steps / elapsed
+    groups = [games] if batch_size == len(games) else [[game] for game in games]
+    total_steps, elapsed = 0, 0.0
+    for g, group in enumerate(groups):
+        root = tmp / f"alfworld-{batch_size}-{g}"
+        for game in group:
+            shutil.copytree(game.game_file.parent, root / game.task_id)
+        seeds = {game.task_id: seed + games.index(game) for game in group}
+        config: dict[str, Any] = {
+            "env": {
+                "task_types": [1, 2, 3, 4, 5, 6],
+                "goal_desc_human_anns_prob": 0.0,
+                "domain_randomization": False,
+                "expert_type": "handcoded",
+            },
+            "general": {"training_method": "dagger"},
+            "dagger": {"training": {"max_nb_steps_per_episode": 10_000}},
+            "dataset": {"data_path": str(root), "num_train_games": -1, "num_eval_games": -1},
+        }
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            alfred = AlfredTWEnv(config, train_eval="train")
+            batch = alfred.init_env(batch_size=len(group))
+            _, infos = batch.reset()
+            # Seed each slot's commands by its game, as ours does.
+            rngs = [random.Random(seeds[Path(f).parent.name]) for f in infos["extra.gamefile"]]
+            start = time.perf_counter()
+            for _ in range(steps):
+                actions = [rng.choice(adm) for rng, adm in zip(rngs, infos["admissible_commands"], strict=True)]
+                _, _, _, infos = batch.step(actions)
+            elapsed += time.perf_counter() - start
+            total_steps += len(group) * steps
+            batch.close()
+    return total_steps / elapsed
 
 
 def soak(task_ids: list[str], n: int, episodes: int, max_steps: int, seed: int) -> None:
@@ -156,19 +173,19 @@ def main() -> None:
     os.environ.setdefault("ALFWORLD_DATA", tempfile.mkdtemp(prefix="alfworld-data-"))
 
     root = shipped_games_dir()
-    probe = AlfworldEnv()
-    task_ids = probe.task_ids(split="train")
-    print(
-        f"games: {root} ({len(task_ids)} train games); cpu count {os.cpu_count()}; "
-        f"load average {os.getloadavg()[0]:.2f}"
-    )
+    train = [g for g in index_games(root.resolve()) if g.split == "train"]
+    games = train[: args.n]
+    print(f"games: {[g.task_id for g in games]}; cpu count {os.cpu_count()}; load average {os.getloadavg()[0]:.2f}")
     if args.steps:
-        rates = {
-            "ours, 1 process": bench_ours_single(task_ids, args.steps, args.seed),
-            f"ours, {args.n} worker processes": bench_ours_vector(task_ids, args.n, args.steps, args.seed),
-            "alfworld batch, batch_size=1": bench_alfworld_batch(root, 1, args.steps, args.seed),
-            f"alfworld batch, batch_size={args.n}": bench_alfworld_batch(root, args.n, args.steps, args.seed),
-        }
+        with tempfile.TemporaryDirectory(prefix="bench-alfworld-") as tmp:
+            rates = {
+                "ours, 1 process": bench_ours_single(games, args.steps, args.seed),
+                f"ours, {args.n} worker processes": bench_ours_vector(games, args.steps, args.seed),
+                "alfworld batch, batch_size=1": bench_alfworld_batch(games, 1, args.steps, args.seed, Path(tmp)),
+                f"alfworld batch, batch_size={args.n}": bench_alfworld_batch(
+                    games, args.n, args.steps, args.seed, Path(tmp)
+                ),
+            }
         for name, rate in rates.items():
             print(f"{name:34s} {rate:7.1f} env-steps/s")
         ours = rates[f"ours, {args.n} worker processes"] / rates["ours, 1 process"]
@@ -176,10 +193,11 @@ def main() -> None:
         print(
             f"speed-up at N={args.n}: ours {ours:.2f}x, alfworld batch {theirs:.2f}x; "
             f"ours N={args.n} / alfworld N={args.n}: "
-            f"{rates[f'ours, {args.n} worker processes'] / rates[f'alfworld batch, batch_size={args.n}']:.2f}x"
+            f"{rates[f'ours, {args.n} worker processes'] / rates[f'alfworld batch, batch_size={args.n}']:.2f}x; "
+            f"load average now {os.getloadavg()[0]:.2f}"
         )
     if args.soak:
-        soak(task_ids, args.n, args.soak, args.soak_max_steps, args.seed)
+        soak([g.task_id for g in train], args.n, args.soak, args.soak_max_steps, args.seed)
 
 
 if __name__ == "__main__":

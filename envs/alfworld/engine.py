@@ -82,8 +82,8 @@ class _LruCache:
         return value
 
 
-_TRANSLATIONS = _LruCache(64)  # (domain, problem, kwargs) -> fast_downward.pddl2sas result
-_LOGICS = _LruCache(16)  # (domain, grammar) -> textworld GameLogic (the grammar parse)
+_TRANSLATIONS = _LruCache(256)  # (domain, problem, kwargs) -> fast_downward.pddl2sas result
+_LOGICS = _LruCache(128)  # (domain, grammar) -> textworld GameLogic (the grammar parse)
 
 
 @contextlib.contextmanager

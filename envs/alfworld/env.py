@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from envs.alfworld.engine import TASK_TYPE_IDS, TASK_TYPES, ExpertRandom, make_engine, memoized_translation, quiet
-from envs.alfworld.games import GameRecord, index_games, shipped_games_dir
+from envs.alfworld.games import GameRecord, generated_games_dir, index_games, shipped_games_dir
 from envs.alfworld.generator import SPLITS, expert_stream_seed
 from envs.base import INFO_AVAILABLE_ACTIONS, INFO_EXPERT_ACTION, EnvError, TextEnv
 
@@ -35,6 +35,11 @@ class AlfworldConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     data_dir: str | None = Field(None, description="A generated games tree; None uses the shipped set.")
+    num_train_games: int | None = Field(
+        None, ge=1, description="If set (and data_dir is None): generate this many train games into the cache dir."
+    )
+    num_eval_games: int = Field(20, ge=0, description="With num_train_games: games per eval split to generate.")
+    generate_seed: int = Field(0, description="With num_train_games: the generator's seed.")
     split: str = Field("train", description="Default split for resets without a task_id.")
     task_types: tuple[int, ...] = Field((1, 2, 3, 4, 5, 6), description="Task type ids (1-6) drawn from.")
     max_steps: int = Field(50, ge=1, description="Steps before the episode is truncated (alfworld's eval uses 50).")
@@ -58,7 +63,17 @@ class AlfworldEnv(TextEnv):
             raise EnvError(
                 f"task_types={list(self.config.task_types)} must be a non-empty subset of 1-6", hint=str(TASK_TYPES)
             )
-        root = Path(self.config.data_dir).expanduser() if self.config.data_dir else shipped_games_dir()
+        if self.config.data_dir:
+            root = Path(self.config.data_dir).expanduser()
+        elif self.config.num_train_games:
+            root = generated_games_dir(
+                self.config.num_train_games,
+                self.config.num_eval_games,
+                seed=self.config.generate_seed,
+                task_types=self.config.task_types,
+            )
+        else:
+            root = shipped_games_dir()
         self.games_root = root.resolve()
         self.games = index_games(self.games_root)
         self._by_id = {game.task_id: game for game in self.games}

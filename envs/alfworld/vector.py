@@ -136,9 +136,10 @@ class AlfworldVectorEnv:
             raise EnvError(f"num_workers={num_workers} must be between 1 and num_envs={num_envs}")
         env_kwargs = dict(env_kwargs or {})
         if env_kwargs.get("data_dir") is None:
-            from envs.alfworld.games import shipped_games_dir
+            from envs.alfworld.env import AlfworldEnv
 
-            env_kwargs["data_dir"] = str(shipped_games_dir())  # unpack once here, not in every worker
+            # Unpack or generate the games once here, not in every worker; this also validates the kwargs.
+            env_kwargs["data_dir"] = str(AlfworldEnv(**env_kwargs).games_root)
         self.num_envs = num_envs
         self.num_workers = num_workers
         self.env_kwargs = env_kwargs

@@ -313,3 +313,11 @@ def test_cli_generate_pack_unpack_and_play(cache: Path, tmp_path: Path) -> None:
         _, reward, terminated, truncated, info = env.step(info["expert_action"])
         assert not truncated
     assert reward == 10.0 and info["goal_condition_success"] == 1.0
+
+
+def test_generate_on_demand_into_the_cache(cache: Path) -> None:
+    env = AlfworldEnv(num_train_games=1, num_eval_games=0, task_types=(2,), generate_seed=4)
+    assert env.games_root.parent == (cache / "alfworld").resolve()
+    assert [g.task_type for g in env.games] == ["look_at_obj_in_light"]
+    again = AlfworldEnv(num_train_games=1, num_eval_games=0, task_types=(2,), generate_seed=4)
+    assert again.games_root == env.games_root  # generated once, then read from the cache
