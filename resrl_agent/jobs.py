@@ -1,63 +1,130 @@
-"""Jobs behind the CLI that run rollouts with a config: task sampling, the HF engine, episode files, summaries."""
+"""Jobs behind the CLI: task sampling, the configured engine, rollouts, evaluation reports, episode files."""
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
+import numpy as np
 
 import envs
 from resrl_agent.config import RunConfig
-from resrl_agent.inference.base import SamplingParams
+from resrl_agent.errors import ConfigError
+from resrl_agent.inference.base import InferenceEngine, SamplingParams
 from resrl_agent.inference.hf import HFEngine, load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import RolloutSettings, TaskSpec, run_episodes
+from resrl_agent.rollout.workers import WorkerKind
 from resrl_agent.seeding import derive_seed, seed_everything
-from resrl_agent.types import Episode, make_group_id
+from resrl_agent.types import Episode, make_group_id, write_episodes
+
+if TYPE_CHECKING:
+    from resrl_agent.eval.report import EvalReport
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RolloutSummary", "rollout_job", "sample_tasks", "summarize", "wilson_interval"]
+__all__ = [
+    "EvalResult",
+    "RolloutSummary",
+    "build_engine",
+    "eval_job",
+    "rollout_job",
+    "rollout_settings",
+    "sample_tasks",
+    "summarize",
+    "wilson_interval",
+]
 
 
-def sample_tasks(config: RunConfig, iteration: int, num_tasks: int, group_size: int) -> list[TaskSpec]:
-    """G copies of ``num_tasks`` tasks; every copy of a task shares its reset seed, so a group is one task."""
+def sample_tasks(
+    config: RunConfig,
+    iteration: int,
+    num_tasks: int,
+    group_size: int,
+    *,
+    split: str | None = None,
+    distinct: bool = False,
+) -> list[TaskSpec]:
+    """G copies of ``num_tasks`` tasks; every copy of a task shares its reset seed, so a group is one task.
+
+    ``split`` is passed to the env's ``task_ids(split)``; ``distinct=True`` (evaluation) draws tasks without
+    replacement from a seeded permutation (all of them when ``num_tasks`` is at least the number of tasks).
+    """
     env = gym.make(config.env.id, **config.env.kwargs)
     try:
-        task_ids = list(env.unwrapped.task_ids()) if hasattr(env.unwrapped, "task_ids") else []
+        lister = getattr(env.unwrapped, "task_ids", None)
+        task_ids = (list(lister(split)) if split is not None else list(lister())) if lister is not None else []
     finally:
         env.close()
+    if distinct and task_ids:
+        order = np.random.default_rng(derive_seed(config.seed, "eval-order", iteration)).permutation(len(task_ids))
+        chosen: list[str | None] = [task_ids[int(i)] for i in order[:num_tasks]]
+    else:
+        chosen = []
+        for k in range(num_tasks):
+            seed = derive_seed(config.seed, "task", iteration, k)
+            chosen.append(task_ids[seed % len(task_ids)] if task_ids else None)
     specs = []
-    for k in range(num_tasks):
+    for k, task_id in enumerate(chosen):
         seed = derive_seed(config.seed, "task", iteration, k)
-        task_id = task_ids[seed % len(task_ids)] if task_ids else None
         group_id = make_group_id(task_id or f"seed{seed}", iteration)
         specs.extend(TaskSpec(task_id, group_id, g, seed) for g in range(group_size))
     return specs
 
 
-def build_engine(config: RunConfig) -> tuple[HFEngine, ChatFormatter]:
-    if config.engine.backend != "hf":
-        raise NotImplementedError(
-            f"engine.backend={config.engine.backend!r} lands with issue 9 (rollouts); use engine.backend=hf"
-        )
+def build_engine(config: RunConfig) -> tuple[InferenceEngine, ChatFormatter]:
+    """The configured backend and the chat formatter of the model's tokenizer.
+
+    ``hf`` loads the model in process; ``vllm`` starts a vLLM offline engine on ``model.path``; ``openai`` talks to
+    the server at ``engine.url`` (``model.path`` must hold the same tokenizer: prompts are rendered here).
+    """
     model_dir = resolve_model_path(config.model.path)
-    model, tokenizer = load_model_and_tokenizer(
-        model_dir,
-        dtype=config.model.dtype,
-        device=config.engine.device,
-        attn_implementation=config.model.attn_implementation,
-    )
-    return HFEngine(model, tokenizer), ChatFormatter(tokenizer)
+    backend = config.engine.backend
+    if backend == "hf":
+        model, tokenizer = load_model_and_tokenizer(
+            model_dir,
+            dtype=config.model.dtype,
+            device=config.engine.device,
+            attn_implementation=config.model.attn_implementation,
+        )
+        return HFEngine(model, tokenizer), ChatFormatter(tokenizer)
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if backend == "vllm":
+        from resrl_agent.inference.vllm import VLLMEngine
+
+        engine: InferenceEngine = VLLMEngine(
+            model_dir,
+            dtype=config.model.dtype,
+            max_model_len=config.rollout.max_context_tokens,
+            seed=config.seed,
+            gpu_memory_utilization=config.engine.gpu_memory_utilization,
+            tokenizer=tokenizer,
+        )
+    elif backend == "openai":
+        from resrl_agent.inference.openai_http import OpenAIEngine
+
+        assert config.engine.url is not None  # checked by EngineConfig
+        engine = OpenAIEngine(config.engine.url, tokenizer=tokenizer, concurrency=config.rollout.concurrency)
+    else:  # pragma: no cover - the config's Literal rules it out
+        raise ConfigError(f"engine.backend={backend!r} is unknown; use hf, vllm or openai")
+    return engine, ChatFormatter(tokenizer)
 
 
 def rollout_settings(
-    config: RunConfig, *, temperature: float | None = None, top_p: float | None = None
+    config: RunConfig,
+    *,
+    temperature: float | None = None,
+    top_p: float | None = None,
+    sequential: bool = False,
+    env_workers: WorkerKind = "thread",
 ) -> RolloutSettings:
     r = config.rollout
     sampling = SamplingParams(
@@ -73,6 +140,10 @@ def rollout_settings(
         max_turns=r.max_turns,
         max_context_tokens=r.max_context_tokens,
         sampling=sampling,
+        concurrency=r.concurrency,
+        env_workers=env_workers,
+        seed=config.seed,
+        sequential=sequential,
     )
 
 
@@ -84,6 +155,11 @@ def rollout_job(
     iteration: int = 0,
     engine: Any = None,
     formatter: ChatFormatter | None = None,
+    split: str | None = None,
+    distinct: bool = False,
+    settings: RolloutSettings | None = None,
+    policy_version: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> list[Episode]:
     """Sample tasks and play them with the configured model (the `rollout` command and the smoke job)."""
     seed_everything(config.seed)
@@ -91,11 +167,64 @@ def rollout_job(
     if engine is None or formatter is None:
         engine, formatter = build_engine(config)
     tasks = sample_tasks(
-        config, iteration, num_tasks or config.rollout.tasks_per_iteration, group_size or config.rollout.group_size
+        config,
+        iteration,
+        num_tasks or config.rollout.tasks_per_iteration,
+        group_size or config.rollout.group_size,
+        split=split if split is not None else config.env.train_split,
+        distinct=distinct,
     )
     return run_episodes(
-        config.env.id, tasks, engine, formatter, rollout_settings(config), env_kwargs=dict(config.env.kwargs)
+        config.env.id,
+        tasks,
+        engine,
+        formatter,
+        settings or rollout_settings(config),
+        env_kwargs=dict(config.env.kwargs),
+        policy_version=policy_version,
+        progress=progress,
     )
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    episodes: list[Episode]
+    report: EvalReport
+    paths: dict[str, Path]
+
+
+def eval_job(
+    config: RunConfig,
+    *,
+    engine: Any = None,
+    formatter: ChatFormatter | None = None,
+    out_dir: str | Path | None = None,
+    plot: bool = True,
+    progress: Callable[[int], None] | None = None,
+) -> EvalResult:
+    """``eval.num_tasks`` distinct tasks x ``eval.samples_per_task`` samples at the eval temperature and top-p
+    (the paper: Avg@16 at T 0.6, top-p 0.95; Pass@k for k = 1..n): episodes, report JSON, Pass@k PNG."""
+    from resrl_agent.eval.report import build_report, write_report
+
+    settings = rollout_settings(config, temperature=config.eval.temperature, top_p=config.eval.top_p)
+    split = config.eval.split if config.eval.split is not None else config.env.eval_split
+    episodes = rollout_job(
+        config,
+        num_tasks=config.eval.num_tasks,
+        group_size=config.eval.samples_per_task,
+        iteration=-1,
+        engine=engine,
+        formatter=formatter,
+        split=split,
+        distinct=True,
+        settings=settings,
+        progress=progress,
+    )
+    target = Path(out_dir) if out_dir is not None else config.resolved_run_dir / "eval"
+    write_episodes(target / "eval_episodes.jsonl", episodes)
+    report = build_report(episodes)
+    paths = {"episodes": target / "eval_episodes.jsonl", **write_report(report, target, plot=plot)}
+    return EvalResult(episodes, report, paths)
 
 
 def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
