@@ -112,21 +112,34 @@ def rollout(
     overrides: OverridesArg = None,
     out: Annotated[Path | None, typer.Option(help="JSONL file (default RUN_DIR/episodes.jsonl)")] = None,
     num_tasks: Annotated[int | None, typer.Option(help="tasks to sample (default rollout.tasks_per_iteration)")] = None,
+    sequential: Annotated[bool, typer.Option(help="one episode at a time, inline envs (deterministic mode)")] = False,
+    env_workers: Annotated[str, typer.Option(help="where envs step: thread, process (crash isolation) or inline")] = (
+        "thread"
+    ),
 ) -> None:
     """Play episodes with the configured model and env and save them to JSONL (token-exact records)."""
-    from resrl_agent.jobs import default_episode_path, rollout_job
+    from resrl_agent.jobs import default_episode_path, rollout_job, rollout_settings
     from resrl_agent.types import write_episodes
 
     try:
+        if env_workers not in ("thread", "process", "inline"):
+            raise ValueError(f"--env-workers {env_workers!r}: choose thread, process or inline")
         cfg = _load(config, overrides)
         console.print(f"rollout: env {cfg.env.id}, model {cfg.model.path}, mode {cfg.rollout.context_mode}")
-        episodes = rollout_job(cfg, num_tasks=num_tasks)
+        start = time.perf_counter()
+        settings = rollout_settings(cfg, sequential=sequential, env_workers=env_workers)  # type: ignore[arg-type]
+        episodes = rollout_job(cfg, num_tasks=num_tasks, settings=settings)
+        elapsed = time.perf_counter() - start
         path = out or default_episode_path(cfg, "episodes.jsonl")
         write_episodes(path, episodes)
-    except ResrlError as err:
+    except (ResrlError, ValueError) as err:
         raise _fail(err) from None
     _print_summary(f"rollout {cfg.env.id}", episodes)
-    console.print(f"wrote {len(episodes)} episodes to {path}")
+    tokens = sum(len(t.response_ids) for e in episodes for t in e.turns)
+    console.print(
+        f"wrote {len(episodes)} episodes to {path} ({elapsed:.1f} s: {len(episodes) / elapsed:.2f} episodes/s, "
+        f"{tokens / elapsed:.0f} sampled tokens/s)"
+    )
 
 
 @app.command()
@@ -159,19 +172,32 @@ def train(config: ConfigArg, overrides: OverridesArg = None) -> None:
 
 
 @app.command("eval")
-def evaluate(config: ConfigArg, overrides: OverridesArg = None) -> None:
-    """Evaluate the configured model on eval tasks: success rate with a 95 % confidence interval."""
-    from resrl_agent.jobs import default_episode_path, rollout_job
-    from resrl_agent.types import write_episodes
+def evaluate(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    out: Annotated[Path | None, typer.Option(help="output dir (default RUN_DIR/eval)")] = None,
+    plot: Annotated[bool, typer.Option(help="draw pass_at_k.png")] = True,
+) -> None:
+    """Evaluate on eval.num_tasks tasks x eval.samples_per_task samples: Avg@n, Pass@k (k = 1..n), diversity,
+    per-env success; writes eval_episodes.jsonl, eval_report.json and pass_at_k.png."""
+    from resrl_agent.eval.report import report_rows
+    from resrl_agent.jobs import eval_job
 
     try:
         cfg = _load(config, overrides)
-        console.print(f"eval: {cfg.eval.num_tasks} tasks x {cfg.eval.samples_per_task} samples on {cfg.env.id}")
-        episodes = rollout_job(cfg, num_tasks=cfg.eval.num_tasks, group_size=cfg.eval.samples_per_task, iteration=-1)
-        write_episodes(default_episode_path(cfg, "eval_episodes.jsonl"), episodes)
+        console.print(
+            f"eval: {cfg.eval.num_tasks} tasks x {cfg.eval.samples_per_task} samples on {cfg.env.id} "
+            f"(T={cfg.eval.temperature}, top-p {cfg.eval.top_p})"
+        )
+        result = eval_job(cfg, out_dir=out, plot=plot)
     except ResrlError as err:
         raise _fail(err) from None
-    _print_summary(f"eval {cfg.env.id}", episodes)
+    table = Table(title=f"eval {cfg.env.id}", show_header=False)
+    for key, value in report_rows(result.report):
+        table.add_row(key, value)
+    Console().print(table)
+    for name, path in result.paths.items():
+        console.print(f"{name}: {path}")
 
 
 @app.command()
