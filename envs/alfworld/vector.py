@@ -210,8 +210,12 @@ class AlfworldVectorEnv:
         for w, worker_items in by_worker.items():
             worker = self._workers[w]
             if worker is not None and not worker.alive():
-                self._fail_worker(w, worker_items, results, "its worker process died")
-                continue
+                # Its other envs lost their episodes; a reset can go on in a fresh worker.
+                self._fail_worker(w, [] if start else worker_items, results, "its worker process died")
+                if not start:
+                    continue
+                worker = None
+                self._broken.difference_update(item[0] for item in worker_items)
             if worker is None:
                 if not start:
                     self._fail_worker(w, worker_items, results, "the env was never reset")

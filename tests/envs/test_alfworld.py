@@ -269,8 +269,14 @@ def test_vector_env_survives_a_worker_crash_and_leaks_nothing(cache: Path, tmp_p
     assert again.error is None and again.info["task_id"] == task_ids[0] and vector.restarts == 1
     new_pid = vector.worker_pids()[0]
     assert new_pid != pids[0]
+    # A worker that died between calls is replaced by the next reset of its env, which then succeeds.
+    os.kill(pids[1], signal.SIGKILL)
+    time.sleep(0.2)
+    again = vector.reset([{"task_id": task_ids[1]}], indices=[1])[0]
+    assert again.error is None and vector.restarts == 2
+    newer_pid = vector.worker_pids()[1]
     vector.close()
-    for pid in (new_pid, pids[1]):
+    for pid in (new_pid, newer_pid, pids[1]):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert list(tmpdir.iterdir()) == []
