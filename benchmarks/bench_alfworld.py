@@ -36,13 +36,15 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def children(pid: int) -> list[int]:
+def children(pid: int) -> list[str]:
+    """Child processes of ``pid`` as "pid: command" (multiprocessing's resource tracker lives until exit)."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
                 if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
+                    command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                    found.append(f"{entry.name}: ...{command[-50:]}")
     return found
 
 
@@ -125,40 +127,39 @@ def bench_alfworld_batch(games: list[GameRecord], batch_size: int, steps: int, s
 
 
 def soak(task_ids: list[str], n: int, episodes: int, max_steps: int, seed: int) -> None:
-    tmp_before = set(os.listdir(tempfile.gettempdir()))
+    # The workers inherit a private TMPDIR, so whatever temp entry they leave behind shows up there.
+    worker_tmp = Path(tempfile.mkdtemp(prefix="soak-tmp-"))
+    os.environ["TMPDIR"] = str(worker_tmp)
     rng = random.Random(seed)
-    samples: list[tuple[int, float, list[float]]] = []
     played = errors = 0
     start = time.perf_counter()
     vector = AlfworldVectorEnv(n, env_kwargs={"max_steps": max_steps})
     results = vector.reset([{"task_id": rng.choice(task_ids)} for _ in range(n)])
+    print(f"soak: {episodes} episodes of <= {max_steps} random admissible steps, {n} workers", flush=True)
     while played < episodes:
         results = vector.step([rng.choice(r.info.get("available_actions") or ["look"]) for r in results])
         done = [i for i, r in enumerate(results) if r.done]
         errors += sum(r.error is not None for r in results)
-        for i, r in zip(
-            done, vector.reset([{"task_id": rng.choice(task_ids)} for _ in done], indices=done), strict=True
-        ):
+        options = [{"task_id": rng.choice(task_ids)} for _ in done]
+        for i, r in zip(done, vector.reset(options, indices=done), strict=True):
             results[i] = r
         before = played
         played += len(done)
         if played // 100 != before // 100:
-            samples.append((played, rss_mb(os.getpid()), [rss_mb(p) for p in vector.worker_pids() if p]))
+            workers = ", ".join(f"{rss_mb(p):6.1f}" for p in vector.worker_pids() if p)
+            print(
+                f"  {played:5d} episodes, {time.perf_counter() - start:5.0f} s: parent {rss_mb(os.getpid()):6.1f} MB, "
+                f"workers {workers} MB",
+                flush=True,
+            )
     pids = [p for p in vector.worker_pids() if p]
     vector.close()
-    elapsed = time.perf_counter() - start
     alive = [p for p in pids if Path(f"/proc/{p}").exists()]
-    leaked_tmp = set(os.listdir(tempfile.gettempdir())) - tmp_before
-    print(f"soak: {played} episodes of <= {max_steps} steps with {n} workers in {elapsed:.0f} s, {errors} errors")
-    for episodes_done, parent, workers in samples:
-        print(
-            f"  after {episodes_done:5d} episodes: parent {parent:6.1f} MB, workers "
-            + ", ".join(f"{w:6.1f}" for w in workers)
-            + " MB"
-        )
+    leaked_tmp = sorted(os.listdir(worker_tmp))
+    shutil.rmtree(worker_tmp, ignore_errors=True)
     print(
-        f"  after close: worker processes alive {alive}, children {children(os.getpid())}, "
-        f"new temp entries {sorted(leaked_tmp)}"
+        f"  done: {played} episodes in {time.perf_counter() - start:.0f} s, {errors} errors; after close: worker "
+        f"processes alive {alive}, children {children(os.getpid())}, new temp entries {leaked_tmp}"
     )
 
 
