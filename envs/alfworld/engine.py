@@ -129,7 +129,7 @@ def make_engine() -> Any:
         """
 
         def _gather_infos(self) -> None:
-            command = self.prev_command
+            command: str = self.prev_command  # type: ignore[has-type]
             # alfworld 0.4.2's grammar says "move X to Y" where the expert still tracks "put": without this its
             # inventory keeps the placed object, and pick_two games loop after the first object is placed.
             if command.startswith("move ") and " to " in command:

@@ -315,7 +315,7 @@ def _problem(
         if cls not in _LAMPS:
             init.append(f"(pickupable {name})")
         init += [f"({fact} {name})" for key, fact in _ACTION_FACTS.items() if cls in alfred.action_objects[key]]
-    goal = alfred.goals[task_type]["pddl"].replace("#", "-")
+    goal = str(alfred.goals[task_type]["pddl"]).replace("#", "-")
     goal = goal.format(obj=obj, recep=parent, toggle=parent, mrecep="")
     return (
         "(define (problem plan_resrl)\n(:domain alfred)\n(:objects\n  "

@@ -93,7 +93,7 @@ class _Worker:
         child.close()
 
     def alive(self) -> bool:
-        return self.process.is_alive()
+        return bool(self.process.is_alive())
 
     def stop(self, timeout: float = 5.0) -> None:
         with contextlib.suppress(Exception):

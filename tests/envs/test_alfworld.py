@@ -327,3 +327,12 @@ def test_generate_on_demand_into_the_cache(cache: Path) -> None:
     assert [g.task_type for g in env.games] == ["look_at_obj_in_light"]
     again = AlfworldEnv(num_train_games=1, num_eval_games=0, task_types=(2,), generate_seed=4)
     assert again.games_root == env.games_root  # generated once, then read from the cache
+
+
+def test_shipped_games_are_reproduced_by_the_generator(env: AlfworldEnv) -> None:
+    for record in env.games[::17]:
+        index = int(record.task_id.rsplit("-", 1)[1])
+        problem = (record.game_file.parent / "initial_state.pddl").read_text()
+        task = next(number for number, name in TASK_TYPES.items() if name == record.task_type)
+        draws = (sample_game(record.split, index, task, seed=0, attempt=a) for a in range(40))
+        assert any(spec is not None and spec.problem == problem and spec.task_id == record.task_id for spec in draws)
