@@ -143,31 +143,58 @@ def rollout(
 
 
 @app.command()
-def train(config: ConfigArg, overrides: OverridesArg = None) -> None:
-    """Run the main job for a config (until the trainer lands: build the model, roll out, collate, report)."""
-    from resrl_agent.config import dump_config
-    from resrl_agent.jobs import default_episode_path, rollout_job
-    from resrl_agent.types import collate, write_episodes
+def train(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from RUN_DIR/checkpoints/latest")] = False,
+) -> None:
+    """Train: SFT warm start (if trainer.sft_epochs > 0), then RL iterations; checkpoints, metrics, evals."""
+    from resrl_agent.trainer.progress import run_with_progress
 
     try:
         cfg = _load(config, overrides)
-        run_dir = cfg.resolved_run_dir
-        dump_config(cfg, run_dir / "config.yaml")
-        console.print(f"[bold]train[/] {cfg.name}: env {cfg.env.id}, model {cfg.model.path}, run dir {run_dir}")
         console.print(
-            "The RL trainer lands with issue 10; this runs the smoke job: model build, a rollout of "
-            f"{cfg.rollout.tasks_per_iteration} tasks x G={cfg.rollout.group_size}, and the training batch."
+            f"[bold]train[/] {cfg.name}: env {cfg.env.id}, model {cfg.model.path}, {cfg.algo.advantage} + "
+            f"resrl={cfg.algo.resrl.reweight}, driver {cfg.trainer.driver}, run dir {cfg.resolved_run_dir}"
         )
-        episodes = rollout_job(cfg)
-        write_episodes(default_episode_path(cfg, "episodes.jsonl"), episodes)
-        batch = collate(episodes, cfg.rollout.context_mode)
+        results = run_with_progress(cfg, console, resume=resume)
     except ResrlError as err:
         raise _fail(err) from None
-    _print_summary(f"smoke rollout {cfg.env.id}", episodes)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: a checkpoint was saved; continue with --resume")
+        raise typer.Exit(code=130) from None
+    if results:
+        table = Table(title=f"held-out success ({cfg.eval.num_tasks} tasks, same tasks and sampling)")
+        for column in ("policy", "success", "95% CI", "won/total", "mean return"):
+            table.add_column(column)
+        for result in results.values():
+            lo, hi = result.interval
+            table.add_row(
+                result.label, f"{result.success:.3f}", f"{lo:.3f}-{hi:.3f}", f"{result.won}/{result.total}",
+                f"{result.mean_return:.3f}",
+            )
+        Console().print(table)
+    console.print(f"run dir {cfg.resolved_run_dir}: metrics.jsonl, checkpoints/; `resrl-agent plot` draws the curves")
+
+
+@app.command()
+def sft(config: ConfigArg, overrides: OverridesArg = None) -> None:
+    """SFT warm start only: expert trajectories (info["expert_action"]) -> RUN_DIR/checkpoints/sft.pt."""
+    from resrl_agent.trainer.loop import Trainer
+
+    try:
+        cfg = _load(config, overrides)
+        if cfg.trainer.sft_epochs < 1:
+            cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"sft_epochs": 1})})
+        trainer = Trainer(cfg)
+        history = trainer.run_sft()
+        trainer.save("sft")
+    except ResrlError as err:
+        raise _fail(err) from None
+    nll = [h["sft/nll"] for h in history if "sft/nll" in h]
     console.print(
-        f"training batch: {batch.num_rows} rows x {batch.input_ids.shape[1]} tokens, "
-        f"{int(batch.loss_mask.sum())} response tokens, {batch.num_turns} turns, "
-        f"{len(batch.group_ids)} groups; episodes in {default_episode_path(cfg, 'episodes.jsonl')}"
+        f"sft: {len(history)} steps, nll {nll[0]:.3f} -> {nll[-1]:.3f}; checkpoint in "
+        f"{cfg.resolved_run_dir / 'checkpoints' / 'sft.pt'}"
     )
 
 
@@ -202,11 +229,13 @@ def evaluate(
 
 @app.command()
 def plot(run_dir: Annotated[Path, typer.Argument(help="a run dir written by `resrl-agent train`")]) -> None:
-    """Draw a run's metric curves to PNG (lands with the trainer, issue 10)."""
-    console.print(
-        f"plot {run_dir}: metric curves are written by the trainer, which lands with issue 10; nothing to plot yet."
-    )
-    raise typer.Exit(code=2)
+    """Draw a run's metric curves (metrics.jsonl) to PNG files in RUN_DIR/plots."""
+    from resrl_agent.trainer.metrics import plot_run
+
+    if not (run_dir / "metrics.jsonl").is_file():
+        raise _fail(FileNotFoundError(f"no metrics.jsonl in {run_dir}; run `resrl-agent train CONFIG` first"))
+    for path in plot_run(run_dir):
+        console.print(f"wrote {path}")
 
 
 @serve_app.command("env")

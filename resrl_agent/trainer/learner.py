@@ -260,6 +260,7 @@ class Learner:
         mask: torch.Tensor,
         *,
         with_hidden: bool,
+        model: nn.Module | None = None,
     ) -> ResponseForward:
         """One forward of the decoder; the LM head only at the positions that predict ``mask``'s tokens.
 
@@ -274,7 +275,9 @@ class Learner:
         mask = mask.to(device)
         if bool(mask[:, 0].any()):
             raise TrainerError("a response token sits at position 0; every turn needs a prompt before it")
-        decoder = self.model.get_decoder()
+        policy = self.model if model is None else model
+        decoder = policy.get_decoder()
+        head = self.head if model is None else model.get_output_embeddings()
         capture = HiddenCapture(self.penultimate) if with_hidden else None
         if capture is not None:
             capture.__enter__()
@@ -289,7 +292,7 @@ class Learner:
         targets = input_ids[rows, cols]
         logp, ent = token_logprobs(
             states,
-            self.head,
+            head,
             targets,
             chunk_tokens=self.settings.logit_chunk_tokens,
             temperature=self.settings.temperature,
@@ -303,7 +306,13 @@ class Learner:
 
     @torch.no_grad()
     def compute_logprobs(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor, *, with_hidden: bool = True
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        with_hidden: bool = True,
+        model: nn.Module | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Logprobs and entropy [B, T] (0 off ``mask``) and hidden states [n, d] of the response tokens (row-major).
 
@@ -321,7 +330,11 @@ class Learner:
                 width = max(int(lengths[r]) for r in rows)
                 sub_mask = _trim(mask, rows, width)
                 fwd = self.forward_responses(
-                    _trim(input_ids, rows, width), _trim(attention_mask, rows, width), sub_mask, with_hidden=with_hidden
+                    _trim(input_ids, rows, width),
+                    _trim(attention_mask, rows, width),
+                    sub_mask,
+                    with_hidden=with_hidden,
+                    model=model,
                 )
                 full = torch.zeros(sub_mask.shape, dtype=torch.float32)
                 full[sub_mask] = fwd.logprobs.float().cpu()
@@ -337,6 +350,20 @@ class Learner:
             self.model.train(was_training)
         hidden = torch.cat([hidden_rows[r] for r in range(mask.shape[0])]) if with_hidden and hidden_rows else None
         return logprobs, entropy, hidden
+
+    def set_reference(self) -> None:
+        """Freeze a copy of the current policy as the KL reference (``algo.loss.kl_coef > 0``)."""
+        import copy
+
+        self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    def reference_logprobs(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        if getattr(self, "reference", None) is None:
+            self.set_reference()
+        logprobs, _, _ = self.compute_logprobs(input_ids, attention_mask, mask, with_hidden=False, model=self.reference)
+        return logprobs
 
     # ------------------------------------------------------------------------------------------------ steps
     def ppo_step(

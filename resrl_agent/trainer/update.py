@@ -12,6 +12,7 @@ of an episode whose return is > 0 (``score``, the paper's single-turn rule).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,10 +21,11 @@ import torch
 from resrl_agent.algorithms.advantages import dapo_keep_mask, dapo_overlong_penalty, grpo, nsr, psr, w_reinforce
 from resrl_agent.algorithms.gigpo import gigpo_advantages
 from resrl_agent.algorithms.resrl import alignment_bound, reweight_advantages, token_weights
-from resrl_agent.config import AlgoConfig
-from resrl_agent.types import Batch, Episode
+from resrl_agent.config import AlgoConfig, RunConfig
+from resrl_agent.trainer.learner import Learner
+from resrl_agent.types import Batch, Episode, collate
 
-__all__ = ["TurnAdvantages", "apply_resrl", "compute_turn_advantages", "tensor_stats"]
+__all__ = ["TurnAdvantages", "apply_resrl", "compute_turn_advantages", "tensor_stats", "train_on_episodes"]
 
 
 @dataclass(frozen=True)
@@ -109,10 +111,11 @@ def compute_turn_advantages(
 
 
 def apply_resrl(
-    batch: Batch,
     token_adv: torch.Tensor,
     loss_mask: torch.Tensor,
     hidden: torch.Tensor | None,
+    row_group: torch.Tensor,
+    row_score: torch.Tensor,
     algo: AlgoConfig,
     *,
     generator: torch.Generator | None = None,
@@ -125,6 +128,8 @@ def apply_resrl(
         loss_mask: [B, T] bool, the tokens that enter the loss.
         hidden: [n, d] penultimate states of ``loss_mask``'s tokens in row-major order (Contract 8 alignment),
             from the learner's forward.
+        row_group: [B] long, the ResRL group of each row (its episode group).
+        row_score: [B] float, the row's episode return (``algo.resrl.positive=score``: positive when > 0).
     """
     r = algo.resrl
     if r.reweight == "none":
@@ -138,11 +143,11 @@ def apply_resrl(
         positive = loss_mask & (token_adv > 0)
         negative = loss_mask & (token_adv < 0)
     else:
-        row_pos = batch.episode_return[batch.row_episode] > 0  # [B]
+        row_pos = row_score > 0  # [B]
         positive = loss_mask & row_pos[:, None]
         negative = loss_mask & ~row_pos[:, None]
     rows, _ = loss_mask.nonzero(as_tuple=True)
-    token_group = batch.group_idx[rows].tolist()  # the ResRL group of a token: its episode group
+    token_group = row_group[rows].tolist()  # the ResRL group of a token: its episode group
     # Each loss token is a row of length 1, so the hidden states stay compact ([n, 1, d], no padding).
     tok_pos = positive[loss_mask][:, None]
     tok_neg = negative[loss_mask][:, None]
@@ -177,3 +182,85 @@ def apply_resrl(
         )
         metrics.update(stats.summary())
     return out, metrics
+
+
+def _mean_metrics(records: list[dict[str, float]]) -> dict[str, float]:
+    keys = dict.fromkeys(k for r in records for k in r)
+    out = {}
+    for key in keys:
+        values = [r[key] for r in records if key in r]
+        out[key] = max(values) if key.endswith("_max") else sum(values) / len(values)
+    return out
+
+
+def train_on_episodes(
+    learner: Learner, episodes: Sequence[Episode], config: RunConfig, *, pad_id: int = 0
+) -> dict[str, float]:
+    """One RL update: collate, advantages over exact groups, recomputed old logprobs + hidden states, ResRL, PPO.
+
+    The old logprobs and the hidden states come from one forward of the current policy over the whole batch
+    (Contract 6: the learner recomputes them); the PPO mini-batches then reuse them, so ResRL's groups are never
+    cut by a micro-batch.
+    """
+    mode = config.rollout.context_mode
+    batch = collate(episodes, mode, pad_id=pad_id)
+    turn_adv, metrics = compute_turn_advantages(
+        batch, episodes, config.algo, max_response_tokens=config.rollout.max_new_tokens * config.rollout.max_turns
+    )
+    metrics.update(tensor_stats("adv/turn", turn_adv.values[turn_adv.keep]))
+    token_adv = batch.expand_turn_values(turn_adv.values)
+    keep_tok = batch.loss_mask & turn_adv.keep[batch.span_idx.clamp(min=0)]
+    rows = keep_tok.any(dim=1).nonzero(as_tuple=True)[0]
+    metrics["update/rows"] = float(rows.numel())
+    metrics["update/tokens"] = float(keep_tok.sum())
+    if rows.numel() == 0:
+        metrics["update/skipped"] = 1.0
+        return metrics
+    width = int(batch.attention_mask[rows].sum(dim=1).max())
+    ids = batch.input_ids[rows, :width]
+    attn = batch.attention_mask[rows, :width]
+    mask = keep_tok[rows, :width]
+    adv = token_adv[rows, :width]
+    rollout_logp = batch.old_logprobs[rows, :width]
+    resrl_on = config.algo.resrl.reweight == "resrl"
+    start = time.perf_counter()
+    old_logp, entropy, hidden = learner.compute_logprobs(ids, attn, mask, with_hidden=resrl_on)
+    metrics["time/old_logprob_s"] = time.perf_counter() - start
+    # Contract 6: the rollout's logprobs and the learner's recomputation agree up to numerics (same weights).
+    metrics["rollout/logprob_abs_diff"] = float((old_logp - rollout_logp)[mask].abs().mean())
+    metrics["rollout/entropy"] = float(entropy[mask].mean())
+    start = time.perf_counter()
+    adv, resrl_metrics = apply_resrl(
+        adv,
+        mask,
+        hidden,
+        batch.group_idx[rows],
+        batch.episode_return[batch.row_episode[rows]],
+        config.algo,
+        generator=learner.generator,
+    )
+    metrics.update(resrl_metrics)
+    metrics["time/resrl_s"] = time.perf_counter() - start
+    metrics.update(tensor_stats("adv/token", adv[mask]))
+    ref = None
+    if config.algo.loss.kl_coef > 0:
+        ref = learner.reference_logprobs(ids, attn, mask)
+    steps: list[dict[str, float]] = []
+    num_mini = min(config.trainer.mini_batches, int(rows.numel()))
+    for _ in range(config.trainer.ppo_epochs):
+        order = torch.randperm(int(rows.numel()), generator=learner.generator)
+        for chunk in torch.tensor_split(order, num_mini):
+            sel = chunk.sort().values
+            steps.append(
+                learner.ppo_step(
+                    ids[sel],
+                    attn[sel],
+                    mask[sel],
+                    old_logp[sel],
+                    adv[sel],
+                    ref_logprobs=None if ref is None else ref[sel],
+                )
+            )
+    metrics.update(_mean_metrics(steps))
+    metrics["guard/skipped_steps"] = sum(s["guard/skipped_step"] for s in steps)
+    return metrics

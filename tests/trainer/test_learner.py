@@ -82,7 +82,9 @@ def test_resrl_per_turn(fresh_model: Any, episode_factory: Any, mode: str) -> No
     token_adv = batch.expand_turn_values(turn_adv.values)
     learner = Learner(fresh_model, LearnerSettings())
     _, _, hidden = learner.compute_logprobs(batch.input_ids, batch.attention_mask, batch.loss_mask)
-    out, metrics = apply_resrl(batch, token_adv, batch.loss_mask, hidden, cfg.algo)
+    out, metrics = apply_resrl(
+        token_adv, batch.loss_mask, hidden, batch.group_idx, batch.episode_return[batch.row_episode], cfg.algo
+    )
     mask = batch.loss_mask
     pos = mask & (token_adv > 0)
     neg = mask & (token_adv < 0)

@@ -1,0 +1,62 @@
+"""Checkpoints: model, optimizer, scheduler, every RNG state, the data position and the config; exact resume."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from resrl_agent.errors import TrainerError
+
+__all__ = ["latest_checkpoint", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+
+
+def rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir: str | Path, name: str, payload: dict[str, Any]) -> Path:
+    """Write ``RUN_DIR/checkpoints/NAME.pt`` atomically and point ``latest`` at it."""
+    folder = Path(run_dir) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.pt"
+    tmp = path.with_suffix(".pt.tmp")
+    torch.save({**payload, "rng": rng_state()}, tmp)
+    os.replace(tmp, path)
+    (folder / "latest").write_text(path.name + "\n", encoding="utf-8")
+    return path
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    marker = Path(run_dir) / "checkpoints" / "latest"
+    if not marker.is_file():
+        return None
+    path = marker.parent / marker.read_text(encoding="utf-8").strip()
+    return path if path.is_file() else None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    file = Path(path)
+    if not file.is_file():
+        raise TrainerError(f"no checkpoint at {file}; `--resume` needs a run dir with checkpoints/latest")
+    payload: dict[str, Any] = torch.load(file, map_location="cpu", weights_only=False)
+    return payload

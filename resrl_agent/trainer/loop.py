@@ -1,0 +1,319 @@
+"""The single-process trainer: SFT warm start, then rollout -> advantages -> ResRL -> PPO -> weights to inference.
+
+One process holds the learner and the HF inference engine (sharing the policy's weights when both are on the
+same device, so "pushing weights" costs nothing). The Ray driver (:mod:`resrl_agent.trainer.ray_driver`) runs the
+same phases with rollout workers, an inference actor and a learner actor.
+
+Determinism (``trainer.deterministic``): every generation request is its own batch of one, seeded from the run
+seed, the iteration, the task slot, the sample and the turn (``TaskSpec.seed`` comes from ``derive_seed(seed,
+"task", iteration, k)``; the rollout loop mixes in the sample index and the turn). Together with the checkpointed
+optimizer, scheduler, learner generator and global RNG states, a run resumed from a checkpoint reproduces the
+uninterrupted run's rollouts and losses exactly on CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from resrl_agent.config import RunConfig, dump_config
+from resrl_agent.errors import TrainerError
+from resrl_agent.inference.hf import HFEngine, load_model_and_tokenizer
+from resrl_agent.inference.make_model import resolve_model_path
+from resrl_agent.jobs import rollout_settings, summarize, wilson_interval
+from resrl_agent.rollout.chat import ChatFormatter
+from resrl_agent.rollout.loop import TaskSpec, run_episodes
+from resrl_agent.seeding import derive_seed, seed_everything
+from resrl_agent.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from resrl_agent.trainer.learner import Learner, LearnerSettings
+from resrl_agent.trainer.metrics import MetricsSink
+from resrl_agent.trainer.sft import expert_episodes, sft_epochs
+from resrl_agent.trainer.tasks import eval_tasks, train_tasks
+from resrl_agent.trainer.update import train_on_episodes
+from resrl_agent.types import Episode, write_episodes
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["EvalResult", "Trainer", "rollout_metrics"]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    label: str
+    won: int
+    total: int
+    mean_return: float
+
+    @property
+    def success(self) -> float:
+        return self.won / self.total if self.total else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.won, self.total)
+
+    def line(self) -> str:
+        lo, hi = self.interval
+        return (
+            f"{self.label:>10}: success {self.success:.3f} ({self.won}/{self.total}, 95% CI {lo:.3f}-{hi:.3f}), "
+            f"mean return {self.mean_return:.3f}"
+        )
+
+
+def rollout_metrics(episodes: list[Episode]) -> dict[str, float]:
+    s = summarize(episodes)
+    return {
+        "rollout/episodes": float(s.episodes),
+        "rollout/groups": float(s.groups),
+        "rollout/success": s.success_rate,
+        "rollout/return_mean": s.mean_return,
+        "rollout/turns_mean": s.mean_turns,
+        "rollout/invalid_format_rate": s.invalid_format_rate,
+        "rollout/invalid_action_rate": sum(not t.action_valid for e in episodes for t in e.turns)
+        / max(sum(len(e.turns) for e in episodes), 1),
+        "rollout/tokens": float(s.tokens),
+        "rollout/response_tokens": float(sum(len(t.response_ids) for e in episodes for t in e.turns)),
+    }
+
+
+@dataclass
+class _State:
+    """The data position: what a checkpoint must restore besides weights and RNGs."""
+
+    iteration: int = 0  # next RL iteration to run
+    sft_done: bool = False
+    evals: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class Trainer:
+    """The whole run in one process: ``run()`` does SFT (if configured), RL iterations, checkpoints and evals."""
+
+    def __init__(self, config: RunConfig, *, progress: Callable[[str, dict[str, float]], None] | None = None) -> None:
+        self.config = config
+        self.run_dir = config.resolved_run_dir
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(config, self.run_dir / "config.yaml")
+        seed_everything(config.seed)
+        if config.engine.backend != "hf":
+            raise TrainerError(
+                f"engine.backend={config.engine.backend!r}: the trainer drives the HF engine here; vLLM and "
+                "OpenAI-compatible engines plug in through the Ray driver's inference actor (not in this build)"
+            )
+        model_dir = resolve_model_path(config.model.path)
+        model, tokenizer = load_model_and_tokenizer(
+            model_dir,
+            dtype=config.model.dtype,
+            device=config.trainer.device,
+            attn_implementation=config.model.attn_implementation,
+        )
+        self.tokenizer = tokenizer
+        self.formatter = ChatFormatter(tokenizer)
+        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+        self.learner = Learner(model, LearnerSettings.from_config(config), seed=derive_seed(config.seed, "learner"))
+        self.engine = self._make_engine(model, tokenizer)
+        self.sink = MetricsSink(self.run_dir)
+        self.state = _State()
+        self.progress = progress
+        self._interrupted = False
+
+    # --------------------------------------------------------------------------------------------- plumbing
+    def _make_engine(self, model: Any, tokenizer: Any) -> Any:
+        batch = 1 if self.config.trainer.deterministic else 64
+        if self.config.engine.device == self.config.trainer.device:
+            return HFEngine(model, tokenizer, max_batch_size=batch)  # shares the policy's weights
+        import copy
+
+        return HFEngine(copy.deepcopy(model).to(self.config.engine.device), tokenizer, max_batch_size=batch)
+
+    def push_weights(self) -> None:
+        """Make the inference engine sample from the learner's current weights."""
+        if self.engine.model is self.learner.model:
+            return
+        update = getattr(self.engine, "update_weights", None)
+        state = self.learner.model.state_dict()
+        if callable(update):
+            update(state)
+        else:
+            self.engine.model.load_state_dict(state)
+
+    def _emit(self, phase: str, step: int, metrics: dict[str, float]) -> None:
+        self.sink.log(step, metrics, phase=phase)
+        if self.progress is not None:
+            self.progress(phase, {"step": float(step), **metrics})
+
+    def rollout(self, tasks: list[TaskSpec], *, iteration: int, evaluation: bool = False) -> list[Episode]:
+        """Play ``tasks`` with the current policy (the Ray driver overrides this with its workers)."""
+        e = self.config.eval
+        settings = (
+            rollout_settings(self.config, temperature=e.temperature, top_p=e.top_p)
+            if evaluation
+            else rollout_settings(self.config)
+        )
+        return run_episodes(
+            self.config.env.id,
+            tasks,
+            self.engine,
+            self.formatter,
+            settings,
+            env_kwargs=dict(self.config.env.kwargs),
+            policy_version=iteration,
+        )
+
+    def update(self, episodes: list[Episode]) -> dict[str, float]:
+        """One RL update on the learner (the Ray driver sends this to its learner actor)."""
+        return train_on_episodes(self.learner, episodes, self.config, pad_id=self.pad_id)
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def save(self, name: str) -> None:
+        payload = {
+            "learner": self.learner.state_dict(),
+            "iteration": self.state.iteration,
+            "sft_done": self.state.sft_done,
+            "evals": self.state.evals,
+            "config": self.config.model_dump(mode="json"),
+        }
+        path = save_checkpoint(self.run_dir, name, payload)
+        logger.info("checkpoint %s", path)
+
+    def resume(self, path: str | None = None) -> None:
+        """Restore weights, optimizer, scheduler, RNGs and the data position from a checkpoint."""
+        file = path or latest_checkpoint(self.run_dir)
+        if file is None:
+            raise TrainerError(f"--resume: no checkpoint under {self.run_dir}/checkpoints")
+        payload = load_checkpoint(file)
+        self.learner.load_state_dict(payload["learner"])
+        self.state = _State(payload["iteration"], payload["sft_done"], dict(payload.get("evals", {})))
+        set_rng_state(payload["rng"])
+        self.push_weights()
+        self.sink.truncate_after("rl", self.state.iteration - 1)
+        logger.info("resumed from %s at iteration %d", file, self.state.iteration)
+
+    # ------------------------------------------------------------------------------------------------ phases
+    def evaluate(self, label: str) -> EvalResult:
+        """Success on the held-out tasks (the same tasks and seeds at every call)."""
+        tasks = eval_tasks(self.config, self.config.eval.num_tasks, self.config.eval.samples_per_task)
+        episodes = self.rollout(tasks, iteration=-1, evaluation=True)
+        write_episodes(self.run_dir / f"eval_{label}.jsonl", episodes)
+        result = EvalResult(
+            label, sum(e.won for e in episodes), len(episodes), sum(e.total_return for e in episodes) / len(episodes)
+        )
+        self.state.evals[label] = {"won": result.won, "total": result.total, "mean_return": result.mean_return}
+        lo, hi = result.interval
+        self._emit(
+            f"eval/{label}",
+            self.state.iteration,
+            {"eval/success": result.success, "eval/ci_low": lo, "eval/ci_high": hi, "eval/return": result.mean_return},
+        )
+        return result
+
+    def run_sft(self) -> list[dict[str, float]]:
+        """Collect expert episodes on training tasks and fine-tune on them (``trainer.sft_epochs`` passes)."""
+        t = self.config.trainer
+        start = time.perf_counter()
+        tasks = train_tasks(self.config, -2, t.sft_tasks, 1)
+        episodes = expert_episodes(
+            self.config.env.id,
+            tasks,
+            self.formatter,
+            rollout_settings(self.config),
+            env_kwargs=dict(self.config.env.kwargs),
+        )
+        write_episodes(self.run_dir / "sft_episodes.jsonl", episodes)
+        collect_s = time.perf_counter() - start
+        logger.info("sft: %d expert episodes (%.1f s)", len(episodes), collect_s)
+        rl_settings = self.learner.settings
+        self.learner.reset_optimizer(lr=t.sft_lr, warmup_steps=t.sft_warmup_steps)
+        history = sft_epochs(
+            self.learner,
+            episodes,
+            self.config.rollout.context_mode,
+            epochs=t.sft_epochs,
+            batch_rows=t.sft_batch_rows,
+            seed=derive_seed(self.config.seed, "sft"),
+            pad_id=self.pad_id,
+            on_step=lambda step, m: self._emit("sft", step, m),
+        )
+        self.learner.reset_optimizer(lr=rl_settings.lr, warmup_steps=rl_settings.warmup_steps)
+        self.push_weights()
+        self.state.sft_done = True
+        self._emit("sft", len(history), {"sft/expert_episodes": float(len(episodes)), "time/sft_collect_s": collect_s})
+        return history
+
+    def run_iteration(self, iteration: int) -> dict[str, float]:
+        c = self.config
+        start = time.perf_counter()
+        tasks = train_tasks(c, iteration, c.rollout.tasks_per_iteration, c.rollout.group_size)
+        episodes = self.rollout(tasks, iteration=iteration)
+        rollout_s = time.perf_counter() - start
+        if len(episodes) != len(tasks):
+            raise TrainerError(f"iteration {iteration}: {len(episodes)} episodes for {len(tasks)} rollouts")
+        metrics = rollout_metrics(episodes)
+        start = time.perf_counter()
+        metrics.update(self.update(episodes))
+        update_s = time.perf_counter() - start
+        start = time.perf_counter()
+        self.push_weights()
+        metrics.update(
+            {
+                "time/rollout_s": rollout_s,
+                "time/update_s": update_s,
+                "time/push_s": time.perf_counter() - start,
+                "perf/rollout_tokens_per_s": metrics["rollout/response_tokens"] / max(rollout_s, 1e-9),
+            }
+        )
+        return metrics
+
+    def run(self, *, resume: bool = False) -> dict[str, EvalResult]:
+        """SFT (if configured and not done), RL iterations with checkpoints, then the held-out comparison."""
+        c, t = self.config, self.config.trainer
+        if resume:
+            self.resume()
+        results: dict[str, EvalResult] = {}
+        previous = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, self._on_interrupt)
+        try:
+            if t.compare_eval and "untrained" not in self.state.evals and not self.state.sft_done:
+                results["untrained"] = self.evaluate("untrained")
+            if t.sft_epochs > 0 and not self.state.sft_done:
+                self.run_sft()
+                if t.compare_eval:
+                    results["sft"] = self.evaluate("sft")
+                self.save("sft")
+            while self.state.iteration < t.iterations:
+                if self._interrupted:
+                    raise KeyboardInterrupt
+                it = self.state.iteration
+                metrics = self.run_iteration(it)
+                self.state.iteration = it + 1
+                self._emit("rl", it, metrics)
+                last = self.state.iteration == t.iterations
+                if (t.save_every and self.state.iteration % t.save_every == 0) or last:
+                    self.save(f"iter_{self.state.iteration:05d}")
+                if t.eval_every and self.state.iteration % t.eval_every == 0 and not last:
+                    self.evaluate(f"iter{self.state.iteration}")
+            if t.compare_eval:
+                results["rl" if t.iterations else "final"] = self.evaluate("rl" if t.iterations else "final")
+                self.save(f"iter_{self.state.iteration:05d}")
+        except KeyboardInterrupt:
+            logger.warning("interrupted: saving a checkpoint at iteration %d", self.state.iteration)
+            self.save(f"interrupt_{self.state.iteration:05d}")
+            raise
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            self.sink.close()
+        for label, numbers in self.state.evals.items():
+            results.setdefault(
+                label, EvalResult(label, int(numbers["won"]), int(numbers["total"]), float(numbers["mean_return"]))
+            )
+        del c
+        return results
+
+    def _on_interrupt(self, signum: int, frame: Any) -> None:
+        if self._interrupted:  # a second Ctrl-C stops at once (the handler below still saves)
+            raise KeyboardInterrupt
+        self._interrupted = True
+        logger.warning("Ctrl-C: finishing the current phase, then saving a checkpoint (Ctrl-C again to stop now)")

@@ -1,0 +1,60 @@
+"""A rich progress display for the driver: one bar per phase, the latest key metrics beside it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from resrl_agent.config import RunConfig
+
+__all__ = ["run_with_progress"]
+
+_SHOWN = (
+    ("rollout/success", "succ"),
+    ("rollout/return_mean", "ret"),
+    ("loss/total", "loss"),
+    ("resrl/neg_weight_mean", "w-"),
+    ("loss/entropy", "ent"),
+    ("sft/nll", "nll"),
+    ("eval/success", "eval"),
+)
+
+
+def _line(metrics: dict[str, float]) -> str:
+    parts = [f"{name} {metrics[key]:.3f}" for key, name in _SHOWN if key in metrics and metrics[key] == metrics[key]]
+    return "  ".join(parts)
+
+
+def run_with_progress(config: RunConfig, console: Console, *, resume: bool = False) -> dict[str, Any]:
+    """Build the configured trainer (local or Ray) and run it under a live progress bar."""
+    if config.trainer.driver == "ray":
+        from resrl_agent.trainer.ray_driver import RayTrainer as TrainerClass
+    else:
+        from resrl_agent.trainer.loop import Trainer as TrainerClass
+
+    t = config.trainer
+    sft_steps = t.sft_epochs * -(-t.sft_tasks * config.rollout.max_turns // t.sft_batch_rows)
+    with Progress(
+        TextColumn("[bold]{task.description:<6}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        transient=False,
+    ) as progress:
+        rl = progress.add_task("rl", total=t.iterations, info="")
+        sft = progress.add_task("sft", total=sft_steps or None, info="", visible=t.sft_epochs > 0)
+
+        def on_metrics(phase: str, metrics: dict[str, float]) -> None:
+            if phase == "rl":
+                progress.update(rl, completed=int(metrics["step"]) + 1, info=_line(metrics))
+            elif phase == "sft":
+                progress.update(sft, completed=int(metrics["step"]), info=_line(metrics))
+            else:
+                progress.console.log(f"{phase}: {_line(metrics)}")
+
+        trainer = TrainerClass(config, progress=on_metrics)
+        return trainer.run(resume=resume)

@@ -1,0 +1,212 @@
+"""SFT warm start on expert trajectories (``info["expert_action"]``), token-exact like a rollout.
+
+An expert episode is played exactly as the rollout loop plays a model's: the same ``PromptBuilder`` messages,
+rendered by the same :class:`~resrl_agent.rollout.chat.ChatFormatter` (whole prompt at turn 0, then delta tokens
+after each response in concat mode; a whole prompt per turn in window mode). The "response" is the text a model
+would have to write to produce the expert's action: the first of a few candidate forms that the env's own
+``parse_action`` turns back into exactly that action, tokenized once and closed with eos. So SFT trains on the
+same token sequences the policy later samples and RL trains on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import torch
+
+import envs
+from envs.base import INFO_EXPERT_ACTION, EnvError, Parsed, PromptBuilder
+from resrl_agent.errors import TrainerError
+from resrl_agent.rollout.chat import ChatFormatter
+from resrl_agent.rollout.loop import RolloutSettings, TaskSpec
+from resrl_agent.trainer.learner import Learner
+from resrl_agent.types import Batch, Episode, Turn, collate
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["expert_episodes", "expert_response_text", "sft_epochs"]
+
+
+def _same_action(parsed: str | None, action: str) -> bool:
+    if parsed is None:
+        return False
+    if parsed == action or " ".join(parsed.split()).lower() == " ".join(action.split()).lower():
+        return True
+    try:
+        return bool(json.loads(parsed) == json.loads(action))
+    except (json.JSONDecodeError, TypeError):
+        return False
+
+
+def _candidates(action: str) -> list[str]:
+    forms = [f"<action>{action}</action>", action]
+    try:
+        data = json.loads(action)
+    except json.JSONDecodeError:
+        return forms
+    if isinstance(data, dict) and isinstance(data.get("tool_calls"), list):
+        calls = [{"name": c.get("name"), "arguments": c.get("arguments", {})} for c in data["tool_calls"]]
+        forms.insert(0, "\n".join(f"<tool_call>{json.dumps(c, ensure_ascii=False)}</tool_call>" for c in calls))
+    elif isinstance(data, dict) and isinstance(data.get("content"), str):
+        forms.insert(0, data["content"])
+    return forms
+
+
+def expert_response_text(action: str, parse: Callable[[str], Parsed]) -> str:
+    """The model text that ``parse`` maps back to exactly ``action`` (the first candidate form that does)."""
+    for text in _candidates(action):
+        parsed = parse(text)
+        if parsed.format_valid and _same_action(parsed.action, action):
+            return text
+    raise TrainerError(f"no model text form parses back to the expert action {action!r}; tried {_candidates(action)!r}")
+
+
+def expert_episodes(
+    env_id: str,
+    tasks: Sequence[TaskSpec],
+    formatter: ChatFormatter,
+    settings: RolloutSettings,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    only_won: bool = True,
+) -> list[Episode]:
+    """Play each task with the env's expert (``info["expert_action"]``), recording token-exact turns.
+
+    Logprobs are stored as 0.0 (no policy sampled them; SFT does not read them). Episodes the expert does not win
+    are dropped when ``only_won``.
+    """
+    parse = envs.action_parser(env_id)
+    builder: PromptBuilder = envs.load_module(env_id, "prompts").PROMPTS
+    env = gym.make(env_id, **(env_kwargs or {}))
+    out: list[Episode] = []
+    try:
+        for spec in tasks:
+            episode = _expert_episode(env, env_id, spec, formatter, settings, parse, builder)
+            if episode is not None and (episode.won or not only_won):
+                out.append(episode)
+    finally:
+        env.close()
+    if not out:
+        raise TrainerError(f"the expert of {env_id} produced no usable episode over {len(tasks)} tasks")
+    return out
+
+
+def _expert_episode(
+    env: Any,
+    env_id: str,
+    spec: TaskSpec,
+    formatter: ChatFormatter,
+    settings: RolloutSettings,
+    parse: Callable[[str], Parsed],
+    builder: PromptBuilder,
+) -> Episode | None:
+    options = {"task_id": spec.task_id} if spec.task_id is not None else None
+    try:
+        observation, info = env.reset(seed=spec.seed, options=options)
+    except EnvError as err:
+        logger.warning("expert: reset failed for %s: %s", spec, err)
+        return None
+    system_text = builder.system(info)
+    system = [{"role": "system", "content": system_text}] if system_text else []
+    tools = builder.tools(info)
+    context: list[int] = []
+    pending: list[int] = []
+    if settings.context_mode == "concat":
+        context = formatter.prompt_ids([*system, *builder.initial(observation, info)], tools=tools)
+        pending = list(context)
+    history: list[tuple[str, str]] = []
+    turns: list[Turn] = []
+    won = False
+    stop = "max_turns"
+    for _ in range(settings.max_turns):
+        expert = info.get(INFO_EXPERT_ACTION)
+        if not expert:
+            stop = "env_error"
+            break
+        text = expert_response_text(str(expert), parse)
+        response = [*formatter.encode(text), formatter.eos_token_id]
+        if settings.context_mode == "window":
+            window = history[-settings.window_turns :] if settings.window_turns else []
+            pending = formatter.prompt_ids([*system, *builder.window(observation, info, window)], tools=tools)
+            prompt_len = len(pending)
+        else:
+            prompt_len = len(context)
+        if prompt_len + len(response) > settings.max_context_tokens:
+            stop = "context_limit"
+            break
+        action = parse(text).action
+        assert action is not None  # expert_response_text checked it parses
+        acted_on, anchor = observation, str(info.get("anchor", ""))
+        observation, reward, terminated, truncated, info = env.step(action)
+        won = bool(info.get("won", False))
+        turns.append(
+            Turn(
+                prompt_ids=pending,
+                response_ids=response,
+                response_logprobs=[0.0] * len(response),
+                observation=acted_on,
+                response_text=text,
+                action=action,
+                format_valid=True,
+                action_valid=bool(info.get("action_valid", True)),
+                reward=float(reward),
+                terminated=bool(terminated),
+                truncated=bool(truncated),
+                anchor=anchor,
+            )
+        )
+        history.append((acted_on, action))
+        if terminated or truncated:
+            stop = "terminated" if terminated else "truncated"
+            break
+        if settings.context_mode == "concat":
+            pending = formatter.delta_ids(builder.reply(observation, info), tools=tools, response_ended_with_eos=True)
+            context = [*context, *response, *pending]
+    if not turns:
+        return None
+    return Episode(
+        task_id=str(info.get("task_id", spec.task_id or "")),
+        group_id=spec.group_id,
+        sample_idx=spec.sample_idx,
+        env_id=env_id,
+        turns=turns,
+        seed=spec.seed,
+        context_mode=settings.context_mode,
+        won=won,
+        stop_reason=stop,  # type: ignore[arg-type]
+        metrics={"num_turns": float(len(turns)), "expert": 1.0},
+    )
+
+
+def sft_epochs(
+    learner: Learner,
+    episodes: Sequence[Episode],
+    mode: str,
+    *,
+    epochs: int,
+    batch_rows: int,
+    seed: int,
+    pad_id: int = 0,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
+    """Token-mean cross-entropy on the expert responses, ``epochs`` passes over shuffled rows."""
+    batch: Batch = collate(episodes, mode, pad_id=pad_id)  # type: ignore[arg-type]
+    generator = torch.Generator().manual_seed(seed)
+    history: list[dict[str, float]] = []
+    for epoch in range(epochs):
+        order = torch.randperm(batch.num_rows, generator=generator).tolist()
+        for start in range(0, len(order), batch_rows):
+            rows = order[start : start + batch_rows]
+            width = int(batch.attention_mask[rows].sum(dim=1).max())
+            metrics = learner.sft_step(
+                batch.input_ids[rows, :width], batch.attention_mask[rows, :width], batch.loss_mask[rows, :width]
+            )
+            metrics["sft/epoch"] = float(epoch)
+            history.append(metrics)
+            if on_step is not None:
+                on_step(len(history), metrics)
+    return history

@@ -1,0 +1,66 @@
+"""Which tasks a run plays: training groups per iteration and a fixed held-out evaluation set.
+
+``jobs.sample_tasks`` ignores splits and can draw one task twice in an iteration (two groups would then share a
+group id and merge); here training draws come from ``env.train_split`` without replacement inside an iteration,
+and the held-out set is the first ``num_tasks`` of a seeded shuffle of ``env.eval_split``, the same for every
+evaluation of a run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from typing import Any
+
+import gymnasium as gym
+
+from resrl_agent.config import RunConfig
+from resrl_agent.rollout.loop import TaskSpec
+from resrl_agent.seeding import derive_seed
+from resrl_agent.types import make_group_id
+
+__all__ = ["eval_tasks", "split_task_ids", "train_tasks"]
+
+
+def split_task_ids(config: RunConfig, split: str | None) -> list[str]:
+    """The env's task ids of ``split`` (all ids if the env has no splits or ``split`` is None), sorted."""
+    env: Any = gym.make(config.env.id, **config.env.kwargs)
+    try:
+        task_ids = getattr(env.unwrapped, "task_ids", None)
+        if task_ids is None:
+            return []
+        if split is not None and "split" in inspect.signature(task_ids).parameters:
+            return sorted(task_ids(split=split))
+        return sorted(task_ids())
+    finally:
+        env.close()
+
+
+def train_tasks(
+    config: RunConfig, iteration: int, num_tasks: int, group_size: int, task_ids: list[str] | None = None
+) -> list[TaskSpec]:
+    """G copies of ``num_tasks`` distinct tasks for ``iteration`` (a group shares the task and its reset seed)."""
+    ids = split_task_ids(config, config.env.train_split) if task_ids is None else task_ids
+    rng = random.Random(derive_seed(config.seed, "train-tasks", iteration))
+    order = rng.sample(ids, len(ids)) if ids else []
+    specs = []
+    for k in range(num_tasks):
+        seed = derive_seed(config.seed, "task", iteration, k)
+        task_id = order[k % len(order)] if order else None
+        suffix = f"#{k // len(order)}" if order and k >= len(order) else ""
+        group_id = make_group_id((task_id or f"seed{seed}") + suffix, iteration)
+        specs.extend(TaskSpec(task_id, group_id, g, seed) for g in range(group_size))
+    return specs
+
+
+def eval_tasks(config: RunConfig, num_tasks: int, samples: int = 1) -> list[TaskSpec]:
+    """The held-out set: the same tasks and reset/sampling seeds at every evaluation of the run."""
+    ids = split_task_ids(config, config.env.eval_split or config.eval.split)
+    rng = random.Random(derive_seed(config.seed, "eval-tasks"))
+    chosen = rng.sample(ids, min(num_tasks, len(ids))) if ids else [None] * num_tasks  # type: ignore[list-item]
+    specs = []
+    for k, task_id in enumerate(chosen):
+        seed = derive_seed(config.seed, "eval", k)
+        group_id = make_group_id(task_id or f"seed{seed}", -1)
+        specs.extend(TaskSpec(task_id, group_id, s, seed) for s in range(samples))
+    return specs
