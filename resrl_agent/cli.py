@@ -239,10 +239,44 @@ def plot(run_dir: Annotated[Path, typer.Argument(help="a run dir written by `res
 
 
 @serve_app.command("env")
-def serve_env() -> None:
-    """Serve registered environments over HTTP/WebSocket (lands with issue 8)."""
-    console.print("the env server lands with issue 8 (servers/env_server.py)")
-    raise typer.Exit(code=2)
+def serve_env(
+    envs: Annotated[str, typer.Option(help="comma-separated env ids, e.g. resrl/WebShop-v0 (default: all)")] = "",
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+    workers: Annotated[int | None, typer.Option(help="env worker processes (default: CPU count)")] = None,
+    isolation: Annotated[str, typer.Option(help="process (crash isolation) or thread (trusted envs)")] = "process",
+    max_sessions: Annotated[int, typer.Option(help="open sessions before 429 CAPACITY")] = 1024,
+    session_ttl_s: Annotated[float, typer.Option(help="idle seconds before a session expires")] = 600.0,
+    step_timeout_s: Annotated[float, typer.Option(help="seconds before a step is killed (504)")] = 30.0,
+    token_file: Annotated[
+        Path | None, typer.Option(help="bearer token file (else the env var RESRL_ENV_SERVER_TOKEN; none = no auth)")
+    ] = None,
+    test_knobs: Annotated[bool, typer.Option(help="allow envs' fault-injection kwargs (tests only)")] = False,
+) -> None:
+    """Serve registered environments over HTTP/WebSocket: sessions in worker processes (docs/serving.md)."""
+    from servers.env_server import EnvServerSettings, resolve_token, serve
+
+    try:
+        options: dict[str, object] = {
+            "envs": [e.strip() for e in envs.split(",") if e.strip()] or None,
+            "isolation": isolation,
+            "max_sessions": max_sessions,
+            "session_ttl_s": session_ttl_s,
+            "step_timeout_s": step_timeout_s,
+            "token": resolve_token(token_file=token_file),
+            "test_knobs": test_knobs,
+        }
+        if workers is not None:
+            options["workers"] = workers
+        settings = EnvServerSettings.model_validate(options)
+        from servers.env_sessions import SessionManager
+
+        served = SessionManager(settings).env_ids  # unknown ids fail here, before anything binds
+    except (ValueError, OSError) as error:
+        raise _fail(error) from None
+    auth = "bearer token" if settings.token else "no auth"
+    console.print(f"env server on http://{host}:{port} ({settings.workers} {isolation} workers, {auth}): {served}")
+    serve(settings, host, port)
 
 
 @serve_app.command("tools")
