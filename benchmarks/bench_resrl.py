@@ -69,6 +69,8 @@ def _make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, Any
 
 
 def _worker(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     batch = _make_batch(args, device)
@@ -136,6 +138,7 @@ def main() -> None:
         "--repeats", type=int, default=None, help="timed calls per mode (default: 10 on CUDA; on CPU 3 quick, 1 full)"
     )
     parser.add_argument("--modes", default="randomized,exact", help="comma-separated SVD modes")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -157,6 +160,8 @@ def main() -> None:
     for mode in args.modes.split(","):
         cmd = [sys.executable, __file__, "--worker", mode, "--device", args.device, "--repeats", str(args.repeats)]
         cmd += ["--batch", str(args.batch), "--seq", str(args.seq), "--dim", str(args.dim), "--group", str(args.group)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             print(f"{mode}: failed\n{proc.stderr[-2000:]}")
