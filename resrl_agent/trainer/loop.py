@@ -98,6 +98,15 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         dump_config(config, self.run_dir / "config.yaml")
         seed_everything(config.seed)
+        self.sink = MetricsSink(self.run_dir)
+        self.state = _State()
+        self.progress = progress
+        self._interrupted = False
+        self._setup()
+
+    def _setup(self) -> None:
+        """Build the policy, learner and inference engine in this process (the Ray driver builds actors)."""
+        config = self.config
         if config.engine.backend != "hf":
             raise TrainerError(
                 f"engine.backend={config.engine.backend!r}: the trainer drives the HF engine here; vLLM and "
@@ -115,10 +124,6 @@ class Trainer:
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
         self.learner = Learner(model, LearnerSettings.from_config(config), seed=derive_seed(config.seed, "learner"))
         self.engine = self._make_engine(model, tokenizer)
-        self.sink = MetricsSink(self.run_dir)
-        self.state = _State()
-        self.progress = progress
-        self._interrupted = False
 
     # --------------------------------------------------------------------------------------------- plumbing
     def _make_engine(self, model: Any, tokenizer: Any) -> Any:
@@ -167,10 +172,33 @@ class Trainer:
         """One RL update on the learner (the Ray driver sends this to its learner actor)."""
         return train_on_episodes(self.learner, episodes, self.config, pad_id=self.pad_id)
 
+    def learner_state(self) -> dict[str, Any]:
+        return self.learner.state_dict()
+
+    def load_learner_state(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state)
+
+    def sft_update(self, episodes: list[Episode]) -> list[dict[str, float]]:
+        """SFT epochs on the learner, with the SFT learning rate; the RL optimizer is fresh afterwards."""
+        t = self.config.trainer
+        rl_settings = self.learner.settings
+        self.learner.reset_optimizer(lr=t.sft_lr, warmup_steps=t.sft_warmup_steps)
+        history = sft_epochs(
+            self.learner,
+            episodes,
+            self.config.rollout.context_mode,
+            epochs=t.sft_epochs,
+            batch_rows=t.sft_batch_rows,
+            seed=derive_seed(self.config.seed, "sft"),
+            pad_id=self.pad_id,
+        )
+        self.learner.reset_optimizer(lr=rl_settings.lr, warmup_steps=rl_settings.warmup_steps)
+        return history
+
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self, name: str) -> None:
         payload = {
-            "learner": self.learner.state_dict(),
+            "learner": self.learner_state(),
             "iteration": self.state.iteration,
             "sft_done": self.state.sft_done,
             "evals": self.state.evals,
@@ -185,7 +213,7 @@ class Trainer:
         if file is None:
             raise TrainerError(f"--resume: no checkpoint under {self.run_dir}/checkpoints")
         payload = load_checkpoint(file)
-        self.learner.load_state_dict(payload["learner"])
+        self.load_learner_state(payload["learner"])
         self.state = _State(payload["iteration"], payload["sft_done"], dict(payload.get("evals", {})))
         set_rng_state(payload["rng"])
         self.push_weights()
@@ -225,19 +253,9 @@ class Trainer:
         write_episodes(self.run_dir / "sft_episodes.jsonl", episodes)
         collect_s = time.perf_counter() - start
         logger.info("sft: %d expert episodes (%.1f s)", len(episodes), collect_s)
-        rl_settings = self.learner.settings
-        self.learner.reset_optimizer(lr=t.sft_lr, warmup_steps=t.sft_warmup_steps)
-        history = sft_epochs(
-            self.learner,
-            episodes,
-            self.config.rollout.context_mode,
-            epochs=t.sft_epochs,
-            batch_rows=t.sft_batch_rows,
-            seed=derive_seed(self.config.seed, "sft"),
-            pad_id=self.pad_id,
-            on_step=lambda step, m: self._emit("sft", step, m),
-        )
-        self.learner.reset_optimizer(lr=rl_settings.lr, warmup_steps=rl_settings.warmup_steps)
+        history = self.sft_update(episodes)
+        for step, metrics in enumerate(history, start=1):
+            self._emit("sft", step, metrics)
         self.push_weights()
         self.state.sft_done = True
         self._emit("sft", len(history), {"sft/expert_episodes": float(len(episodes)), "time/sft_collect_s": collect_s})
@@ -311,6 +329,9 @@ class Trainer:
             )
         del c
         return results
+
+    def close(self) -> None:
+        """Release what the trainer holds (the Ray driver stops its actors)."""
 
     def _on_interrupt(self, signum: int, frame: Any) -> None:
         if self._interrupted:  # a second Ctrl-C stops at once (the handler below still saves)

@@ -57,4 +57,7 @@ def run_with_progress(config: RunConfig, console: Console, *, resume: bool = Fal
                 progress.console.log(f"{phase}: {_line(metrics)}")
 
         trainer = TrainerClass(config, progress=on_metrics)
-        return trainer.run(resume=resume)
+        try:
+            return trainer.run(resume=resume)
+        finally:
+            trainer.close()

@@ -1,0 +1,263 @@
+"""The Ray driver: rollout worker actors, an inference actor and a learner actor around the same plain classes.
+
+Every actor is a plain class that works without Ray (:class:`LearnerWorker`, :class:`InferenceWorker`,
+:class:`RolloutWorker`); Ray only places and wraps them. Each asks for ``trainer.worker_cpus`` (fractional) CPUs, so
+on a 2-core machine all of them get a slot.
+
+Rollouts are dispatched one group at a time (the G rollouts of one task go to one worker). A worker that dies
+(its process killed) is replaced by a fresh actor and the groups it held are re-run from scratch on some worker,
+so each group comes back exactly once with all G episodes: none lost, none duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+from resrl_agent.config import RunConfig
+from resrl_agent.errors import TrainerError
+from resrl_agent.inference.base import Generation, SamplingParams
+from resrl_agent.inference.hf import HFEngine, load_model_and_tokenizer
+from resrl_agent.inference.make_model import resolve_model_path
+from resrl_agent.jobs import rollout_settings
+from resrl_agent.rollout.chat import ChatFormatter
+from resrl_agent.rollout.loop import RolloutSettings, TaskSpec, run_episodes
+from resrl_agent.seeding import derive_seed, seed_everything
+from resrl_agent.trainer.learner import Learner, LearnerSettings
+from resrl_agent.trainer.loop import Trainer
+from resrl_agent.trainer.sft import sft_epochs
+from resrl_agent.trainer.update import train_on_episodes
+from resrl_agent.types import Episode
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["InferenceWorker", "LearnerWorker", "RayTrainer", "RolloutWorker"]
+
+_WORKER_DIED = (RayActorError, ActorDiedError, ActorUnavailableError)
+
+
+def _load(config: RunConfig, device: str) -> tuple[Any, Any]:
+    return load_model_and_tokenizer(
+        resolve_model_path(config.model.path),
+        dtype=config.model.dtype,
+        device=device,
+        attn_implementation=config.model.attn_implementation,
+    )
+
+
+class LearnerWorker:
+    """The learner and its update (GPU when present); the learner actor wraps it."""
+
+    def __init__(self, config: RunConfig) -> None:
+        seed_everything(config.seed)
+        self.config = config
+        model, tokenizer = _load(config, config.trainer.device)
+        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+        self.learner = Learner(model, LearnerSettings.from_config(config), seed=derive_seed(config.seed, "learner"))
+
+    def update(self, episodes: list[Episode]) -> dict[str, float]:
+        return train_on_episodes(self.learner, episodes, self.config, pad_id=self.pad_id)
+
+    def sft(self, episodes: list[Episode]) -> list[dict[str, float]]:
+        t = self.config.trainer
+        rl = self.learner.settings
+        self.learner.reset_optimizer(lr=t.sft_lr, warmup_steps=t.sft_warmup_steps)
+        history = sft_epochs(
+            self.learner,
+            episodes,
+            self.config.rollout.context_mode,
+            epochs=t.sft_epochs,
+            batch_rows=t.sft_batch_rows,
+            seed=derive_seed(self.config.seed, "sft"),
+            pad_id=self.pad_id,
+        )
+        self.learner.reset_optimizer(lr=rl.lr, warmup_steps=rl.warmup_steps)
+        return history
+
+    def weights(self) -> dict[str, Any]:
+        return {k: v.detach().cpu() for k, v in self.learner.model.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.learner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.learner.load_state_dict(state)
+
+
+class InferenceWorker:
+    """The HF engine behind the inference actor; ``update_weights`` loads the learner's weights."""
+
+    def __init__(self, config: RunConfig) -> None:
+        model, tokenizer = _load(config, config.engine.device)
+        self.engine = HFEngine(model, tokenizer, max_batch_size=1 if config.trainer.deterministic else 64)
+        self.version = 0
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
+        return self.engine.generate(prompts, params, seeds)
+
+    def update_weights(self, state: dict[str, Any], version: int) -> int:
+        self.engine.model.load_state_dict(state)
+        self.version = version
+        return version
+
+
+class _RemoteEngine:
+    """The InferenceEngine protocol over an inference actor handle (what a rollout worker's loop calls)."""
+
+    def __init__(self, handle: Any, eos_token_id: int) -> None:
+        self.handle = handle
+        self.eos_token_id = eos_token_id
+
+    def generate(
+        self, prompts: Sequence[Sequence[int]], params: SamplingParams, seeds: Sequence[int] | None = None
+    ) -> list[Generation]:
+        result: list[Generation] = ray.get(self.handle.generate.remote(list(prompts), params, seeds))
+        return result
+
+
+class RolloutWorker:
+    """Owns envs (local, or remote over HTTP through the env's own client) and plays groups of tasks."""
+
+    def __init__(self, config: RunConfig, engine: Any) -> None:
+        from transformers import AutoTokenizer
+
+        self.config = config
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model.path))
+        self.formatter = ChatFormatter(tokenizer)
+        self.engine = engine if not _is_actor(engine) else _RemoteEngine(engine, self.formatter.eos_token_id)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def play(self, tasks: list[TaskSpec], settings: RolloutSettings, policy_version: int) -> list[Episode]:
+        return run_episodes(
+            self.config.env.id,
+            tasks,
+            self.engine,
+            self.formatter,
+            settings,
+            env_kwargs=dict(self.config.env.kwargs),
+            policy_version=policy_version,
+        )
+
+
+def _is_actor(obj: Any) -> bool:
+    return isinstance(obj, ray.actor.ActorHandle)
+
+
+class RayTrainer(Trainer):
+    """The trainer with Ray actors: same phases, checkpoints and metrics as :class:`Trainer`."""
+
+    def _setup(self) -> None:
+        from transformers import AutoTokenizer
+
+        config = self.config
+        if not ray.is_initialized():
+            ray.init(include_dashboard=False, log_to_driver=False)
+        cpus = config.trainer.worker_cpus
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model.path))
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer = tokenizer
+        self.formatter = ChatFormatter(tokenizer)
+        self.pad_id = int(tokenizer.pad_token_id)
+        gpu = 1 if config.trainer.device.startswith("cuda") else 0
+        self.learner_actor = ray.remote(LearnerWorker).options(num_cpus=cpus, num_gpus=gpu).remote(config)
+        engine_gpu = 1 if config.engine.device.startswith("cuda") and not gpu else 0
+        self.inference = ray.remote(InferenceWorker).options(num_cpus=cpus, num_gpus=engine_gpu).remote(config)
+        self._worker_cls = ray.remote(max_restarts=0)(RolloutWorker)
+        self.workers = [self._new_worker() for _ in range(config.trainer.rollout_workers)]
+        self.replaced_workers = 0
+        self.version = 0
+        self.push_weights()
+
+    def _new_worker(self) -> Any:
+        return self._worker_cls.options(num_cpus=self.config.trainer.worker_cpus).remote(self.config, self.inference)
+
+    # ------------------------------------------------------------------------------------------- the phases
+    def push_weights(self) -> None:
+        self.version += 1
+        ray.get(self.inference.update_weights.remote(self.learner_actor.weights.remote(), self.version))
+
+    def update(self, episodes: list[Episode]) -> dict[str, float]:
+        metrics: dict[str, float] = ray.get(self.learner_actor.update.remote(episodes))
+        metrics["ray/replaced_workers"] = float(self.replaced_workers)
+        return metrics
+
+    def sft_update(self, episodes: list[Episode]) -> list[dict[str, float]]:
+        history: list[dict[str, float]] = ray.get(self.learner_actor.sft.remote(episodes))
+        return history
+
+    def learner_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = ray.get(self.learner_actor.state_dict.remote())
+        return state
+
+    def load_learner_state(self, state: dict[str, Any]) -> None:
+        ray.get(self.learner_actor.load_state_dict.remote(state))
+
+    def rollout(
+        self,
+        tasks: list[TaskSpec],
+        *,
+        iteration: int,
+        evaluation: bool = False,
+        on_submitted: Callable[[list[Any]], None] | None = None,
+    ) -> list[Episode]:
+        """Play ``tasks`` on the worker actors, one group per request; a dead worker is replaced, its groups re-run.
+
+        ``on_submitted(workers)`` runs once after the first requests are in flight (tests kill a worker there).
+        """
+        e = self.config.eval
+        settings = (
+            rollout_settings(self.config, temperature=e.temperature, top_p=e.top_p)
+            if evaluation
+            else rollout_settings(self.config)
+        )
+        groups: dict[str, list[TaskSpec]] = {}
+        for spec in tasks:
+            groups.setdefault(spec.group_id, []).append(spec)
+        queue = list(groups)
+        results: dict[str, list[Episode]] = {}
+        in_flight: dict[Any, tuple[int, str]] = {}
+        idle = list(range(len(self.workers)))
+        notified = False
+        while queue or in_flight:
+            while queue and idle:
+                slot, group = idle.pop(0), queue.pop(0)
+                ref = self.workers[slot].play.remote(groups[group], settings, iteration)
+                in_flight[ref] = (slot, group)
+            if on_submitted is not None and not notified:
+                notified = True
+                on_submitted(list(self.workers))
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in done:
+                slot, group = in_flight.pop(ref)
+                try:
+                    episodes = ray.get(ref)
+                except _WORKER_DIED as err:
+                    logger.warning("rollout worker %d died (%s); replacing it and re-running %s", slot, err, group)
+                    self.workers[slot] = self._new_worker()
+                    self.replaced_workers += 1
+                    queue.insert(0, group)
+                    idle.append(slot)
+                    continue
+                if group in results:
+                    raise TrainerError(f"group {group} came back twice")  # cannot happen: one request per group
+                results[group] = episodes
+                idle.append(slot)
+        ordered = [ep for group in groups for ep in results[group]]
+        if len(ordered) != len(tasks):
+            raise TrainerError(f"{len(ordered)} episodes for {len(tasks)} rollouts")
+        return ordered
+
+    def close(self) -> None:
+        """Stop this run's actors (the Ray instance itself stays up)."""
+        for handle in [*self.workers, self.inference, self.learner_actor]:
+            ray.kill(handle)
