@@ -168,9 +168,13 @@ class RayTrainer(Trainer):
         self.tokenizer = tokenizer
         self.formatter = ChatFormatter(tokenizer)
         self.pad_id = int(tokenizer.pad_token_id)
-        gpu = 1 if config.trainer.device.startswith("cuda") else 0
+        learner_cuda = config.trainer.device.startswith("cuda")
+        engine_cuda = config.engine.device.startswith("cuda")
+        # Both on one GPU: each actor asks for half of it (an actor with num_gpus=0 sees no GPU at all).
+        share = 0.5 if learner_cuda and engine_cuda else 1
+        gpu = share if learner_cuda else 0
         self.learner_actor = ray.remote(LearnerWorker).options(num_cpus=cpus, num_gpus=gpu).remote(config)
-        engine_gpu = 1 if config.engine.device.startswith("cuda") and not gpu else 0
+        engine_gpu = share if engine_cuda else 0
         self.inference = ray.remote(InferenceWorker).options(num_cpus=cpus, num_gpus=engine_gpu).remote(config)
         self._worker_cls = ray.remote(max_restarts=0)(RolloutWorker)
         self.workers = [self._new_worker() for _ in range(config.trainer.rollout_workers)]

@@ -23,14 +23,15 @@ __all__ = ["eval_tasks", "split_task_ids", "train_tasks"]
 
 
 def split_task_ids(config: RunConfig, split: str | None) -> list[str]:
-    """The env's task ids of ``split`` (all ids if the env has no splits or ``split`` is None), sorted."""
+    """The env's task ids of ``split`` (comma-separated splits: their union; all ids if None), sorted."""
     env: Any = gym.make(config.env.id, **config.env.kwargs)
     try:
         task_ids = getattr(env.unwrapped, "task_ids", None)
         if task_ids is None:
             return []
         if split is not None and "split" in inspect.signature(task_ids).parameters:
-            return sorted(task_ids(split=split))
+            # "valid_seen,valid_unseen": the union of several splits (ALFWorld's held-out games are in two)
+            return sorted({t for part in split.split(",") for t in task_ids(split=part.strip())})
         return sorted(task_ids())
     finally:
         env.close()
