@@ -43,7 +43,7 @@ def _same_action(parsed: str | None, action: str) -> bool:
 
 
 def _candidates(action: str) -> list[str]:
-    forms = [f"<action>{action}</action>", action]
+    forms = [f"<action>{action}</action>", action, f"\\boxed{{{action}}}"]
     try:
         data = json.loads(action)
     except json.JSONDecodeError:
