@@ -18,6 +18,7 @@ import io
 import os
 import random
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -167,6 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2, help="worker processes / batch size")
     parser.add_argument("--steps", type=int, default=60, help="timed steps per env (0 skips the throughput part)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the four setups")
     parser.add_argument("--soak", type=int, default=0, help="episodes for the soak run (0 skips it)")
     parser.add_argument("--soak-max-steps", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -178,23 +180,24 @@ def main() -> None:
     games = train[: args.n]
     print(f"games: {[g.task_id for g in games]}; cpu count {os.cpu_count()}; load average {os.getloadavg()[0]:.2f}")
     if args.steps:
-        with tempfile.TemporaryDirectory(prefix="bench-alfworld-") as tmp:
-            rates = {
-                "ours, 1 process": bench_ours_single(games, args.steps, args.seed),
-                f"ours, {args.n} worker processes": bench_ours_vector(games, args.steps, args.seed),
-                "alfworld batch, batch_size=1": bench_alfworld_batch(games, 1, args.steps, args.seed, Path(tmp)),
-                f"alfworld batch, batch_size={args.n}": bench_alfworld_batch(
-                    games, args.n, args.steps, args.seed, Path(tmp)
-                ),
-            }
-        for name, rate in rates.items():
-            print(f"{name:34s} {rate:7.1f} env-steps/s")
-        ours = rates[f"ours, {args.n} worker processes"] / rates["ours, 1 process"]
-        theirs = rates[f"alfworld batch, batch_size={args.n}"] / rates["alfworld batch, batch_size=1"]
+        one, many = "ours, 1 process", f"ours, {args.n} worker processes"
+        alf_one, alf_many = "alfworld batch, batch_size=1", f"alfworld batch, batch_size={args.n}"
+        rates: dict[str, list[float]] = {one: [], many: [], alf_one: [], alf_many: []}
+        # Rounds interleave the four setups so that load from other processes hits them alike; medians are reported.
+        for round_ in range(args.rounds):
+            with tempfile.TemporaryDirectory(prefix="bench-alfworld-") as tmp:
+                rates[one].append(bench_ours_single(games, args.steps, args.seed + round_))
+                rates[many].append(bench_ours_vector(games, args.steps, args.seed + round_))
+                rates[alf_one].append(bench_alfworld_batch(games, 1, args.steps, args.seed + round_, Path(tmp)))
+                rates[alf_many].append(bench_alfworld_batch(games, args.n, args.steps, args.seed + round_, Path(tmp)))
+        median = {name: statistics.median(values) for name, values in rates.items()}
+        for name, values in rates.items():
+            rounds = ", ".join(f"{v:.1f}" for v in values)
+            print(f"{name:34s} {median[name]:7.1f} env-steps/s (median; rounds {rounds})")
         print(
-            f"speed-up at N={args.n}: ours {ours:.2f}x, alfworld batch {theirs:.2f}x; "
-            f"ours N={args.n} / alfworld N={args.n}: "
-            f"{rates[f'ours, {args.n} worker processes'] / rates[f'alfworld batch, batch_size={args.n}']:.2f}x; "
+            f"speed-up at N={args.n}: ours {median[many] / median[one]:.2f}x, "
+            f"alfworld batch {median[alf_many] / median[alf_one]:.2f}x; "
+            f"ours N={args.n} / alfworld N={args.n}: {median[many] / median[alf_many]:.2f}x; "
             f"load average now {os.getloadavg()[0]:.2f}"
         )
     if args.soak:
