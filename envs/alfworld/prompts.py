@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any
 
 from envs.alfworld.actions import TOOL_NAME
+from envs.base import Message, PromptBuilder
 
 SYSTEM = (
     "You are an agent in a household, played as a text game. Each turn you see what happened and the list of "
@@ -121,3 +122,24 @@ def corpus_texts() -> list[str]:
                 thing, tool = command.split(" ", 1)[1].split(" with ", 1)
                 texts.append(f"You {words[0]} the {thing} using the {tool}.")
     return texts
+
+
+class AlfworldPrompts(PromptBuilder):
+    """ALFWorld messages for the rollout loop: the task prompt at reset, then observation + admissible commands."""
+
+    system_prompt = SYSTEM
+
+    def initial(self, observation: str, info: dict[str, Any]) -> list[Message]:
+        return [{"role": "user", "content": user_message(observation, info)}]
+
+    def reply(self, observation: str, info: dict[str, Any]) -> list[Message]:
+        return [{"role": "user", "content": observation_message(observation, info)}]
+
+    def window(self, observation: str, info: dict[str, Any], history: list[tuple[str, str]]) -> list[Message]:
+        # PromptBuilder gives (observation acted on, action); this prompt shows (action, what followed it)
+        seen = [obs for obs, _ in history] + [observation]
+        steps = [(action, seen[i + 1]) for i, (_, action) in enumerate(history)]
+        return [{"role": "user", "content": user_message(observation, info, history=steps, history_window=len(steps))}]
+
+
+PROMPTS = AlfworldPrompts()
