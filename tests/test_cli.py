@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -30,9 +31,11 @@ def test_make_model_then_train_smoke_and_rollout(tiny_model_dir: Path, tmp_path:
     config = str(ROOT / "configs" / "echo_tiny.yaml")
     result = runner.invoke(app, ["train", config, f"run_dir={tmp_path / 'run'}", f"model.path={tiny_model_dir}"])
     assert result.exit_code == 0, result.output
-    assert "training batch: 8 rows" in result.output
     assert (tmp_path / "run" / "config.yaml").is_file()
-    assert len(read_episodes(tmp_path / "run" / "episodes.jsonl")) == 8
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    iterations = [m for m in metrics if "rollout/episodes" in m]
+    assert len(iterations) == 2 and all(m["rollout/episodes"] == 8 for m in iterations)
+    assert any((tmp_path / "run" / "checkpoints").iterdir())
     out = tmp_path / "eps.jsonl"
     result = runner.invoke(
         app,
