@@ -36,7 +36,7 @@ from resrl_agent.types import ContextMode, Episode, StopReason, Turn
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RolloutSettings", "TaskSpec", "request_seed", "run_episodes"]
+__all__ = ["RolloutSettings", "TaskSpec", "env_thread_safe", "request_seed", "run_episodes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,8 @@ class RolloutSettings:
 
     Attributes:
         concurrency: episodes live at once (each holds one env).
-        env_workers: where envs run: ``thread`` (default), ``process`` (crash isolation) or ``inline``.
+        env_workers: where envs run: ``thread`` (default), ``process`` (crash isolation) or ``inline``. Envs that are
+            not thread-safe (class attribute ``thread_safe = False``; ALFWorld's textworld parser) use processes.
         step_timeout_s: an env call (reset or step) that takes longer ends its episode with ``env_error``.
         batch_wait_s: how long a round waits for envs still stepping before it samples without them.
         seed: the run seed, mixed into every request's sampling seed.
@@ -73,7 +74,32 @@ class RolloutSettings:
     batch_wait_s: float = 0.5
     seed: int = 0
     sequential: bool = False
-    process_start_method: str = "spawn"
+    process_start_method: str = "forkserver"
+
+
+# envs whose engine shares global state between instances (textworld's parser), until their class says so itself
+_THREAD_UNSAFE_ENVS = frozenset({"resrl/ALFWorld-v0"})
+
+
+def env_thread_safe(env_id: str) -> bool:
+    """Whether envs of this id may step in parallel threads: the env class's ``thread_safe`` (default True)."""
+    if env_id in _THREAD_UNSAFE_ENVS:
+        return False
+    import gymnasium as gym
+
+    try:
+        entry = gym.spec(env_id).entry_point
+    except gym.error.Error:
+        return True
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        try:
+            import importlib
+
+            entry = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            return True
+    return bool(getattr(entry, "thread_safe", True))
 
 
 def request_seed(run_seed: int, spec: TaskSpec, turn: int) -> int:
@@ -137,6 +163,9 @@ class _Loop:
         self.settings, self.env_kwargs, self.policy_version = settings, env_kwargs, policy_version
         self.parse, self.builder, self.progress = parse, builder, progress
         self.kind: WorkerKind = "inline" if settings.sequential else settings.env_workers
+        if self.kind == "thread" and not env_thread_safe(env_id):
+            logger.info("%s is not thread-safe: its envs step in worker processes", env_id)
+            self.kind = "process"
         self.width = 1 if settings.sequential else max(1, settings.concurrency)
         self.executor = make_executor(self.kind, self.width + 4)
         self.finished: list[Episode | None] = [None] * len(tasks)

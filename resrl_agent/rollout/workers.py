@@ -103,6 +103,10 @@ class ProcessEnvRunner(EnvRunner):
         super().__init__(env_id, env_kwargs)
         self.timeout_s = timeout_s
         ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            # children fork from a server that has already imported the env's modules: ALFWorld's textworld
+            # import takes seconds, paid once instead of once per worker
+            ctx.set_forkserver_preload(["envs", *_entry_modules(env_id)])
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_process_main, args=(child, env_id, self.env_kwargs), daemon=True)
         self._proc.start()
@@ -154,8 +158,25 @@ class ProcessEnvRunner(EnvRunner):
         self._conn.close()
 
 
+def _entry_modules(env_id: str) -> list[str]:
+    import gymnasium as gym
+
+    import envs  # noqa: F401 - registers the env ids
+
+    try:
+        entry = gym.spec(env_id).entry_point
+    except gym.error.Error:
+        return []
+    return [entry.partition(":")[0]] if isinstance(entry, str) else []
+
+
 def make_runner(
-    kind: WorkerKind, env_id: str, env_kwargs: dict[str, Any], *, timeout_s: float | None, start_method: str = "spawn"
+    kind: WorkerKind,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    *,
+    timeout_s: float | None,
+    start_method: str = "forkserver",
 ) -> EnvRunner:
     if kind == "process":
         return ProcessEnvRunner(env_id, env_kwargs, timeout_s=timeout_s, start_method=start_method)
