@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -30,7 +31,14 @@ from envs.base import EnvError, Parsed, PromptBuilder
 from resrl_agent.errors import RolloutError
 from resrl_agent.inference.base import Generation, InferenceEngine, SamplingParams
 from resrl_agent.rollout.chat import ChatFormatter, Message
-from resrl_agent.rollout.workers import EnvRunner, WorkerKind, make_executor, make_runner
+from resrl_agent.rollout.workers import (
+    EnvRunner,
+    PooledEnvRunner,
+    SharedEnvProcess,
+    WorkerKind,
+    make_executor,
+    make_runner,
+)
 from resrl_agent.seeding import derive_seed
 from resrl_agent.types import ContextMode, Episode, StopReason, Turn
 
@@ -61,6 +69,8 @@ class RolloutSettings:
         batch_wait_s: how long a round waits for envs still stepping before it samples without them.
         seed: the run seed, mixed into every request's sampling seed.
         sequential: one episode at a time, inline envs: the deterministic reference mode.
+        max_env_processes: process mode: None = one worker process per live episode (full isolation); N = at most N
+            processes, each hosting several envs (start-up paid N times; a crash ends that process's episodes).
     """
 
     context_mode: ContextMode = "concat"
@@ -75,6 +85,7 @@ class RolloutSettings:
     seed: int = 0
     sequential: bool = False
     process_start_method: str = "forkserver"
+    max_env_processes: int | None = None
 
 
 # envs whose engine shares global state between instances (textworld's parser), until their class says so itself
@@ -163,9 +174,12 @@ class _Loop:
         self.settings, self.env_kwargs, self.policy_version = settings, env_kwargs, policy_version
         self.parse, self.builder, self.progress = parse, builder, progress
         self.kind: WorkerKind = "inline" if settings.sequential else settings.env_workers
+        self.max_processes = settings.max_env_processes
         if self.kind == "thread" and not env_thread_safe(env_id):
-            logger.info("%s is not thread-safe: its envs step in worker processes", env_id)
             self.kind = "process"
+            self.max_processes = self.max_processes or os.cpu_count() or 2
+            logger.info("%s is not thread-safe: its envs step in %d worker processes", env_id, self.max_processes)
+        self.shared: list[SharedEnvProcess] = []
         self.width = 1 if settings.sequential else max(1, settings.concurrency)
         self.executor = make_executor(self.kind, self.width + 4)
         self.finished: list[Episode | None] = [None] * len(tasks)
@@ -197,6 +211,8 @@ class _Loop:
             self.executor.shutdown(wait=False, cancel_futures=True)
             for runner in self.runners:
                 runner.close()
+            for process in self.shared:
+                process.close()
         return [e for e in self.finished if e is not None]
 
     def _ready(self, slot: _Slot) -> bool:
@@ -204,8 +220,22 @@ class _Loop:
 
     def _start(self, index: int) -> _Slot:
         spec = self.tasks[index]
+        self.spare = [r for r in self.spare if not (isinstance(r, PooledEnvRunner) and r.shared.broken)]
         if self.spare:
             runner = self.spare.pop()
+        elif self.kind == "process" and self.max_processes:
+            self.shared = [p for p in self.shared if not p.broken]
+            if len(self.shared) < self.max_processes:
+                self.shared.append(
+                    SharedEnvProcess(
+                        self.env_id,
+                        self.env_kwargs,
+                        timeout_s=self.settings.step_timeout_s,
+                        start_method=self.settings.process_start_method,
+                    )
+                )
+            runner = PooledEnvRunner(min(self.shared, key=lambda p: p.next_key))
+            self.runners.append(runner)
         else:
             runner = make_runner(
                 self.kind,

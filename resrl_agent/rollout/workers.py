@@ -9,8 +9,10 @@ failure becomes an :class:`~envs.base.EnvError`, which ends only that episode (`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
+import threading
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
@@ -19,7 +21,15 @@ from envs.base import EnvError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EnvRunner", "InlineExecutor", "ProcessEnvRunner", "WorkerKind", "make_runner"]
+__all__ = [
+    "EnvRunner",
+    "InlineExecutor",
+    "PooledEnvRunner",
+    "ProcessEnvRunner",
+    "SharedEnvProcess",
+    "WorkerKind",
+    "make_runner",
+]
 
 WorkerKind = Literal["inline", "thread", "process"]
 StepResult = tuple[str, float, bool, bool, dict[str, Any]]
@@ -156,6 +166,114 @@ class ProcessEnvRunner(EnvRunner):
             self._proc.join(timeout=5.0)
         self._kill()
         self._conn.close()
+
+
+def _pool_main(conn: Any, env_id: str, env_kwargs: dict[str, Any]) -> None:  # pragma: no cover - child process
+    """A shared worker process: several envs, keyed by the runner that owns each."""
+    hosted: dict[int, Any] = {}
+    while True:
+        try:
+            key, method, args, kwargs = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if method == "close":
+            for env in hosted.values():
+                env.close()
+            conn.send(("ok", None))
+            return
+        try:
+            if method == "close_env":
+                env = hosted.pop(key, None)
+                if env is not None:
+                    env.close()
+                conn.send(("ok", None))
+                continue
+            if key not in hosted:
+                hosted[key] = _make_env(env_id, env_kwargs)
+            conn.send(("ok", getattr(hosted[key], method)(*args, **kwargs)))
+        except Exception as err:
+            hosted.pop(key, None)
+            conn.send(("error", f"{type(err).__name__}: {err}", traceback.format_exc()))
+
+
+class SharedEnvProcess:
+    """One worker process hosting several envs (``max_env_processes``): start-up and warm caches are paid once per
+    process, at the price of isolation: a crash or a hung call ends every episode the process hosts."""
+
+    def __init__(self, env_id: str, env_kwargs: dict[str, Any], *, timeout_s: float | None, start_method: str) -> None:
+        self.env_id, self.timeout_s = env_id, timeout_s
+        ctx = mp.get_context(start_method)
+        if start_method == "forkserver":
+            ctx.set_forkserver_preload(["envs", *_entry_modules(env_id)])
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_pool_main, args=(child, env_id, dict(env_kwargs)), daemon=True)
+        self._proc.start()
+        child.close()
+        self.lock = threading.Lock()
+        self.broken = False
+        self.next_key = 0
+
+    def call(self, key: int, method: str, *args: Any, **kwargs: Any) -> Any:
+        with self.lock:
+            if self.broken:
+                raise EnvError(f"{self.env_id} worker process is gone")
+            try:
+                self._conn.send((key, method, args, kwargs))
+                if not self._conn.poll(self.timeout_s):
+                    self.kill()
+                    raise EnvError(
+                        f"{self.env_id} {method}() took longer than {self.timeout_s} s; its worker was killed"
+                    )
+                reply = self._conn.recv()
+            except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
+                self._proc.join(timeout=1.0)
+                code = self._proc.exitcode
+                self.kill()
+                raise EnvError(f"{self.env_id} worker process died during {method}() (exit code {code})") from None
+        if reply[0] == "error":
+            logger.warning("env %s raised in %s (shared worker process):\n%s", self.env_id, method, reply[2])
+            raise EnvError(f"{self.env_id} {method}() raised {reply[1]}")
+        return reply[1]
+
+    def kill(self) -> None:
+        self.broken = True
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join(timeout=5.0)
+
+    def close(self) -> None:
+        if not self.broken and self._proc.is_alive():
+            with contextlib.suppress(EnvError):
+                self.call(-1, "close")
+            self._proc.join(timeout=5.0)
+        self.kill()
+        self._conn.close()
+
+
+class PooledEnvRunner(EnvRunner):
+    """An env hosted in a :class:`SharedEnvProcess`."""
+
+    def __init__(self, shared: SharedEnvProcess) -> None:
+        super().__init__(shared.env_id, {})
+        self.shared = shared
+        self.key = shared.next_key
+        shared.next_key += 1
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.shared.call(self.key, method, *args, **kwargs)
+        except EnvError:
+            self.broken = True
+            raise
+
+    def abandon(self) -> None:
+        self.broken = True
+        self.shared.kill()
+
+    def close(self) -> None:
+        if not self.broken and not self.shared.broken:
+            with contextlib.suppress(EnvError):
+                self.shared.call(self.key, "close_env")
 
 
 def _entry_modules(env_id: str) -> list[str]:

@@ -135,3 +135,22 @@ def test_slots_are_refilled_and_order_is_kept(tiny_model: Any, tiny_tokenizer: A
         progress=finished.append,
     )
     assert [e.task_id for e in episodes] == ["echo-0", "echo-1", "echo-2"] and finished == [1, 2, 3]
+
+
+def test_shared_env_processes_host_several_envs(tiny_model: Any, tiny_tokenizer: Any) -> None:
+    # 4 episodes in 2 processes: the crash of echo-1's process also ends the episode it shares the process with
+    tasks = [TaskSpec(f"echo-{k}", f"it0/echo-{k}", 0, k) for k in (0, 4, 1, 5)]
+    episodes = _play(
+        tiny_model,
+        tiny_tokenizer,
+        tasks,
+        FAULTY,
+        env_workers="process",
+        max_env_processes=2,
+        concurrency=4,
+        step_timeout_s=20.0,
+    )
+    stops = {e.task_id: e.stop_reason for e in episodes}
+    assert stops["echo-1"] == "env_error"
+    assert sum(s == "env_error" for s in stops.values()) == 2  # echo-1 and its process mate
+    assert sum(s == "truncated" for s in stops.values()) == 2
