@@ -170,7 +170,10 @@ def train(
         for result in results.values():
             lo, hi = result.interval
             table.add_row(
-                result.label, f"{result.success:.3f}", f"{lo:.3f}-{hi:.3f}", f"{result.won}/{result.total}",
+                result.label,
+                f"{result.success:.3f}",
+                f"{lo:.3f}-{hi:.3f}",
+                f"{result.won}/{result.total}",
                 f"{result.mean_return:.3f}",
             )
         Console().print(table)
@@ -300,8 +303,10 @@ def serve_tools(
 
 def _mount_env_apps() -> None:
     """Env-specific command groups (``resrl-agent webshop play`` ...), each an env's own ``cli.py``."""
+    from envs.alfworld.cli import app as alfworld_app
     from envs.webshop.cli import app as webshop_app
 
+    app.add_typer(alfworld_app, name="alfworld", help="ALFWorld: generate games for the real engine.")
     app.add_typer(webshop_app, name="webshop", help="WebShop: play in the terminal, inspect the catalogue.")
 
 
