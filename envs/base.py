@@ -185,6 +185,9 @@ class TextEnv(gym.Env[str, str]):
     """
 
     metadata = {"render_modes": ["ansi", "human"]}  # noqa: RUF012 - gymnasium reads it as a class attribute
+    # Whether several instances may step at once in threads of one process; an env whose engine keeps global state
+    # (ALFWorld's textworld parser) says False, and the rollout loop then steps it in worker processes.
+    thread_safe: ClassVar[bool] = True
     max_observation_chars: ClassVar[int] = 16_384
     max_action_chars: ClassVar[int] = 4_096
 

@@ -113,21 +113,19 @@ def rollout(
     out: Annotated[Path | None, typer.Option(help="JSONL file (default RUN_DIR/episodes.jsonl)")] = None,
     num_tasks: Annotated[int | None, typer.Option(help="tasks to sample (default rollout.tasks_per_iteration)")] = None,
     sequential: Annotated[bool, typer.Option(help="one episode at a time, inline envs (deterministic mode)")] = False,
-    env_workers: Annotated[str, typer.Option(help="where envs step: thread, process (crash isolation) or inline")] = (
-        "thread"
-    ),
 ) -> None:
-    """Play episodes with the configured model and env and save them to JSONL (token-exact records)."""
+    """Play episodes with the configured model and env and save them to JSONL (token-exact records).
+
+    Where envs step is ``rollout.env_workers=thread|process|inline`` (process: crash isolation).
+    """
     from resrl_agent.jobs import default_episode_path, rollout_job, rollout_settings
     from resrl_agent.types import write_episodes
 
     try:
-        if env_workers not in ("thread", "process", "inline"):
-            raise ValueError(f"--env-workers {env_workers!r}: choose thread, process or inline")
         cfg = _load(config, overrides)
         console.print(f"rollout: env {cfg.env.id}, model {cfg.model.path}, mode {cfg.rollout.context_mode}")
         start = time.perf_counter()
-        settings = rollout_settings(cfg, sequential=sequential, env_workers=env_workers)  # type: ignore[arg-type]
+        settings = rollout_settings(cfg, sequential=sequential)
         episodes = rollout_job(cfg, num_tasks=num_tasks, settings=settings)
         elapsed = time.perf_counter() - start
         path = out or default_episode_path(cfg, "episodes.jsonl")

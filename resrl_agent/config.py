@@ -77,6 +77,13 @@ class RolloutConfig(_Section):
     top_k: int = Field(0, ge=0, description="0 = off")
     stop: list[str] = Field(default_factory=list)
     concurrency: int = Field(16, ge=1, description="episodes played at once")
+    env_workers: Literal["thread", "process", "inline"] = Field(
+        "thread", description="where envs step: threads, worker processes (crash isolation) or inline"
+    )
+    step_timeout_s: float | None = Field(300.0, gt=0.0, description="an env call slower than this ends its episode")
+    max_env_processes: int | None = Field(
+        None, ge=1, description="process workers: None = one per live episode; N = at most N shared processes"
+    )
 
 
 class EngineConfig(_Section):

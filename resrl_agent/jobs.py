@@ -124,8 +124,9 @@ def rollout_settings(
     temperature: float | None = None,
     top_p: float | None = None,
     sequential: bool = False,
-    env_workers: WorkerKind = "thread",
+    env_workers: WorkerKind | None = None,
 ) -> RolloutSettings:
+    """The loop's settings from the config; ``env_workers`` (a CLI flag) overrides ``rollout.env_workers``."""
     r = config.rollout
     sampling = SamplingParams(
         temperature=r.temperature if temperature is None else temperature,
@@ -141,7 +142,9 @@ def rollout_settings(
         max_context_tokens=r.max_context_tokens,
         sampling=sampling,
         concurrency=r.concurrency,
-        env_workers=env_workers,
+        env_workers=env_workers or r.env_workers,
+        step_timeout_s=r.step_timeout_s,
+        max_env_processes=r.max_env_processes,
         seed=config.seed,
         sequential=sequential,
     )

@@ -50,6 +50,8 @@ class AlfworldConfig(BaseModel):
 class AlfworldEnv(TextEnv):
     """One ALFWorld game at a time on the real engine; see the module docstring for the contract."""
 
+    thread_safe = False  # the engine swaps module-level functions while it loads a game
+
     def __init__(self, *, render_mode: str | None = None, **kwargs: Any) -> None:
         super().__init__(render_mode=render_mode)
         try:

@@ -89,13 +89,8 @@ class RolloutSettings:
 
 
 # envs whose engine shares global state between instances (textworld's parser), until their class says so itself
-_THREAD_UNSAFE_ENVS = frozenset({"resrl/ALFWorld-v0"})
-
-
 def env_thread_safe(env_id: str) -> bool:
     """Whether envs of this id may step in parallel threads: the env class's ``thread_safe`` (default True)."""
-    if env_id in _THREAD_UNSAFE_ENVS:
-        return False
     import gymnasium as gym
 
     try:
