@@ -62,7 +62,7 @@ class SingleActionReply:
             return actions[0]
         try:
             calls = _tool_calls_in(body)
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # RecursionError: absurdly deep nesting
             return self.invalid("the tool call is not valid JSON.")
         if calls is not None:
             if len(calls) != 1:
@@ -90,7 +90,7 @@ class SingleActionReply:
         if isinstance(arguments, str):
             try:
                 arguments = json.loads(arguments)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 return self.invalid("the tool call's arguments are not valid JSON.")
         argument = self.tools[name]
         if not isinstance(arguments, dict) or argument.key not in arguments:

@@ -70,6 +70,35 @@ class SeededSampler:
         return scores + gumbel
 
 
+# generation settings that would change the sampled distribution or the tokens allowed
+_POLICY_CHANGING_FIELDS = frozenset(
+    {
+        "repetition_penalty",
+        "no_repeat_ngram_size",
+        "encoder_no_repeat_ngram_size",
+        "bad_words_ids",
+        "suppress_tokens",
+        "begin_suppress_tokens",
+        "forced_bos_token_id",
+        "forced_eos_token_id",
+        "sequence_bias",
+        "min_length",
+        "min_new_tokens",
+        "exponential_decay_length_penalty",
+        "renormalize_logits",
+        "epsilon_cutoff",
+        "eta_cutoff",
+        "typical_p",
+        "min_p",
+        "top_k",
+        "top_p",
+        "temperature",
+        "do_sample",
+        "diversity_penalty",
+    }
+)
+
+
 class HFEngine:
     """Sample with ``model.generate`` on left-padded batches.
 
@@ -87,6 +116,26 @@ class HFEngine:
         self.eos_token_id: int = int(eos)
         self.pad_token_id: int = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos)
         self.weights_version = 0
+        self._neutralise_generation_config()
+
+    def _neutralise_generation_config(self) -> None:
+        """Replace the checkpoint's generation defaults by a bare config.
+
+        transformers fills every generation field left unset from ``model.generation_config``, so a checkpoint's
+        repetition penalty, n-gram ban or suppressed tokens would change what is sampled while the stored logprobs
+        (raw logits / T) would not show it: silently off-policy (Contract 6). Sampling is ours (SeededSampler).
+        """
+        from transformers import GenerationConfig
+
+        old = getattr(self.model, "generation_config", None)
+        neutral = GenerationConfig(eos_token_id=self.eos_token_id, pad_token_id=self.pad_token_id)
+        if old is not None:
+            changed = {k: v for k, v in old.to_diff_dict().items() if k in _POLICY_CHANGING_FIELDS}
+            if changed:
+                logger.info(
+                    "ignoring the checkpoint's generation settings %s: rollouts sample from the raw policy", changed
+                )
+        self.model.generation_config = neutral
 
     @property
     def device(self) -> torch.device:

@@ -17,6 +17,7 @@ the server (same host, or a shared volume).
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -166,15 +167,20 @@ class OpenAIEngine:
         from safetensors.torch import save_file
 
         base = weights_dir
+        temporary = base is None
         if base is None:
             shm = Path("/dev/shm")
             base = tempfile.mkdtemp(prefix="resrl-weights-", dir=shm if shm.is_dir() else None)
         target = Path(base)
-        target.mkdir(parents=True, exist_ok=True)
-        # clones: tied tensors (embeddings = lm head) must not share memory in a safetensors file
-        tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-        save_file(tensors, str(target / "model.safetensors"))
-        self.update_weights_from_path(target)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            # clones: tied tensors (embeddings = lm head) must not share memory in a safetensors file
+            tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+            save_file(tensors, str(target / "model.safetensors"))
+            self.update_weights_from_path(target)
+        finally:
+            if temporary:  # the server has read the weights by now; a copy per iteration would fill /dev/shm
+                shutil.rmtree(target, ignore_errors=True)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

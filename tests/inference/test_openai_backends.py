@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,7 +73,11 @@ def test_weight_reload_over_http(served: tuple[HFEngine, OpenAIEngine], tmp_path
     before = client.generate(prompt, params, seeds=[2])[0]
     original = {k: v.clone() for k, v in local.model.state_dict().items()}
     generator = torch.Generator().manual_seed(0)
+    shm = Path("/dev/shm")
+    before_dirs = set(shm.glob("resrl-weights-*")) if shm.is_dir() else set()
     client.update_weights({k: v + 0.05 * torch.randn(v.shape, generator=generator) for k, v in original.items()})
+    if shm.is_dir():  # the temporary copy of the weights is removed once the server has loaded it
+        assert set(shm.glob("resrl-weights-*")) == before_dirs
     after = client.generate(prompt, params, seeds=[2])[0]
     assert max(abs(a - b) for a, b in zip(before.logprobs, after.logprobs, strict=False)) > 1e-3
     client.update_weights(original, weights_dir=tmp_path / "w")

