@@ -100,6 +100,9 @@ def server_error(status: int, error: dict[str, Any]) -> EnvServerError:
 # Errors after which the request may not have reached the server, or its answer was lost: safe to retry
 # (steps carry a request id; reset and close are idempotent in effect).
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+# Errors after which the request surely never reached the server: the only safe retries for a create, which has no
+# request id (a lost answer to a create that did happen would otherwise leave an orphan session holding capacity).
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 def _with_retries(call: Callable[[], T], retries: int, backoff_s: float, retry_on: tuple[type[Exception], ...]) -> T:
@@ -134,14 +137,21 @@ class EnvClient:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        retry_on: tuple[type[Exception], ...] = _RETRYABLE,
+    ) -> Any:
         content = None if body is None else json.dumps(body).encode()
         headers = None if body is None else {"content-type": "application/json"}
 
         def send() -> httpx.Response:
             return self._http.request(method, path, content=content, headers=headers)
 
-        response = _with_retries(send, self.retries, self.backoff_s, _RETRYABLE)
+        response = _with_retries(send, self.retries, self.backoff_s, retry_on)
         if response.status_code >= 400:
             try:
                 error = response.json()["error"]
@@ -159,7 +169,9 @@ class EnvClient:
         return envs
 
     def create_session(self, env_id: str, kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
-        created: dict[str, Any] = self.request("POST", "/v1/sessions", {"env_id": env_id, "kwargs": kwargs or {}})
+        created: dict[str, Any] = self.request(
+            "POST", "/v1/sessions", {"env_id": env_id, "kwargs": kwargs or {}}, retry_on=_NOT_SENT
+        )
         return created
 
     def reset(self, session_id: str, seed: int | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -103,6 +103,7 @@ class SessionManager:
         self.metrics.sessions.set_function(lambda: len(self.sessions))
         self.workers: list[Worker] = []
         self._load: dict[int, int] = {}
+        self._creating = 0  # creates in flight: they count against max_sessions
         self._reaper: asyncio.Task[None] | None = None
         self._step_latency = self.metrics.latency.labels("step")
         self._step_counters = {env_id: self.metrics.steps.labels(env_id) for env_id in self.env_ids}
@@ -152,7 +153,7 @@ class SessionManager:
             raise ApiError(
                 "ENV_NOT_FOUND", f"env {env_id!r} is not served here", f"served env ids: {', '.join(self.env_ids)}"
             )
-        if len(self.sessions) >= self.settings.max_sessions:
+        if len(self.sessions) + self._creating >= self.settings.max_sessions:
             raise ApiError(
                 "CAPACITY",
                 f"the server holds its maximum of {self.settings.max_sessions} sessions",
@@ -161,7 +162,11 @@ class SessionManager:
         worker = min(self.workers, key=lambda w: self._load[w.index])
         session_id = secrets.token_hex(12)
         self._load[worker.index] += 1
-        reply = await self._call(worker, ("create", session_id, env_id, kwargs), self.settings.create_timeout_s)
+        self._creating += 1  # holds the slot while the worker builds the env, so concurrent creates see it
+        try:
+            reply = await self._call(worker, ("create", session_id, env_id, kwargs), self.settings.create_timeout_s)
+        finally:
+            self._creating -= 1
         if not reply[0]:
             self._load[worker.index] -= 1
             raise ApiError(*reply[1])

@@ -364,9 +364,31 @@ class ThreadWorker(Worker):
 
     async def call(self, op: Op, timeout: float) -> Reply:
         host, executor = self._host, self._executor
-        future = asyncio.get_running_loop().run_in_executor(executor, host.handle, op)
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+
+        def run() -> Reply:
+            loop.call_soon_threadsafe(started.set)
+            return host.handle(op)
+
+        future = loop.run_in_executor(executor, run)
         try:
+            # the timeout covers the op itself, not its wait behind other sessions' ops in this one thread
+            waiter = asyncio.ensure_future(started.wait())
+            await asyncio.wait({future, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
             return await asyncio.wait_for(future, timeout)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if future.cancelled() and not (task is not None and getattr(task, "cancelling", lambda: 0)()):
+                # queued behind an op that timed out: the thread and its envs were replaced before this one ran
+                return False, (
+                    "ENV_CRASHED",
+                    f"session {op[1]}'s {op[0]} was dropped with this thread worker's envs after another op "
+                    "passed the step timeout",
+                    "create a new session",
+                )
+            raise
         except asyncio.TimeoutError:
             if host is self._host:  # the first timeout on this host replaces it
                 self._host = EnvHost(test_knobs=self.test_knobs)

@@ -278,3 +278,37 @@ def test_thread_isolation_serves_the_same_answers_and_times_out() -> None:
             slow.reset()
             with pytest.raises(StepTimeoutError):
                 slow.step("x")
+
+
+def test_thread_worker_times_each_op_not_its_queue_wait() -> None:
+    """Three sessions in one thread worker, each step 0.3 s against a 0.5 s timeout: queueing behind the others must
+    not count (the op that runs 0.3 s is fine), so all three answer normally."""
+    import concurrent.futures
+
+    with running_server(workers=1, isolation="thread", test_knobs=True, step_timeout_s=0.5) as running:
+        sessions = [RemoteEnv(running.url, "resrl/Echo-v0", step_sleep_s=0.3) for _ in range(3)]
+        try:
+            for env in sessions:
+                env.reset(options={"task_id": "echo-0"})
+            with concurrent.futures.ThreadPoolExecutor(3) as pool:
+                results = list(pool.map(lambda env: env.step("apple"), sessions))
+            assert [r[1:4] for r in results] == [(1.0, True, False)] * 3
+        finally:
+            for env in sessions:
+                env.close()
+
+
+def test_concurrent_creates_respect_capacity() -> None:
+    """max_sessions holds under concurrent creates (a create in flight holds its slot)."""
+    import concurrent.futures
+
+    with running_server(workers=2, max_sessions=2) as running:
+
+        def create(_: int) -> int:
+            response = httpx.post(f"{running.url}/v1/sessions", json={"env_id": "resrl/Echo-v0", "kwargs": {}})
+            return response.status_code
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            codes = sorted(pool.map(create, range(8)))
+        assert codes == [201, 201] + [429] * 6
+        assert len(running.manager.sessions) == 2
