@@ -30,6 +30,7 @@ __all__ = [
     "GigpoConfig",
     "LossConfig",
     "ModelConfig",
+    "RemoteEnvConfig",
     "ResrlConfig",
     "RolloutConfig",
     "RunConfig",
@@ -44,13 +45,42 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
+class RemoteEnvConfig(_Section):
+    """How rollouts use the env servers of ``env.servers`` (docs/cluster.md, "Remote env pools")."""
+
+    token_file: str | None = Field(None, description="bearer token file, read on each rollout worker's host")
+    token_env: str = Field("RESRL_ENV_SERVER_TOKEN", description="else the env var holding the token")
+    transport: Literal["http", "websocket"] = "http"
+    request_timeout_s: float = Field(30.0, gt=0.0, description="one request; past it (and its retries) = server lost")
+    retries: int = Field(2, ge=0, description="connection retries of one request (steps keep their request id)")
+    health_interval_s: float = Field(2.0, gt=0.0, description="seconds between /healthz probes of every server")
+    probe_timeout_s: float = Field(2.0, gt=0.0)
+    max_reruns: int = Field(3, ge=0, description="re-runs of one task after losing its server, then env_error")
+    wait_for_server_s: float = Field(60.0, gt=0.0, description="wait this long for a healthy server, then fail")
+
+
 class EnvRef(_Section):
-    """Which registered env to run (``resrl/ALFWorld-v0`` ...) and the kwargs its constructor validates."""
+    """Which registered env to run (``resrl/ALFWorld-v0`` ...) and the kwargs its constructor validates.
+
+    ``servers``: env server URLs; when set, rollouts open sessions there (spread by load, health-checked) instead
+    of building envs in the rollout process. Task lists are still read from a local instance of the env.
+    """
 
     id: str = "resrl/Echo-v0"
     kwargs: dict[str, Any] = Field(default_factory=dict)
     train_split: str | None = None
     eval_split: str | None = None
+    servers: list[str] = Field(default_factory=list, description="env server URLs (http://host:8000); [] = local")
+    remote: RemoteEnvConfig = Field(default_factory=RemoteEnvConfig)
+
+    @model_validator(mode="after")
+    def _server_urls(self) -> EnvRef:
+        for url in self.servers:
+            if not url.startswith(("http://", "https://")) or len(url.rstrip("/")) <= len("https://"):
+                raise ValueError(f"env.servers: {url!r} is not an http(s) URL; write it as http://host:8000")
+        if len({u.rstrip("/") for u in self.servers}) != len(self.servers):
+            raise ValueError(f"env.servers lists a server twice: {self.servers}")
+        return self
 
 
 class ModelConfig(_Section):
@@ -146,6 +176,18 @@ class AlgoConfig(_Section):
     resrl: ResrlConfig = Field(default_factory=ResrlConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     overlong_buffer: int = Field(0, ge=0, description="dapo: soft overlong penalty over the last N tokens; 0 = off")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dapo_clip_higher(cls, data: Any) -> Any:
+        """DAPO's clip-higher (0.2 / 0.28) is part of the algorithm: the default when advantage=dapo."""
+        if isinstance(data, dict) and data.get("advantage") == "dapo":
+            loss = data.get("loss")
+            loss = dict(loss) if isinstance(loss, dict) else {}
+            if "clip_high" not in loss:
+                loss["clip_high"] = 0.28
+                data = {**data, "loss": loss}
+        return data
 
 
 class TrainerConfig(_Section):

@@ -93,3 +93,9 @@ def test_config_is_frozen() -> None:
     config = load_config()
     with pytest.raises(ValueError, match="frozen"):
         config.seed = 3  # type: ignore[misc]
+
+
+def test_dapo_defaults_to_clip_higher() -> None:
+    assert load_config(None, ["algo.advantage=dapo"]).algo.loss.clip_high == 0.28
+    assert load_config(None, ["algo.advantage=dapo", "algo.loss.clip_high=0.3"]).algo.loss.clip_high == 0.3
+    assert load_config(None, ["algo.advantage=grpo"]).algo.loss.clip_high == 0.2
