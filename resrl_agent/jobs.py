@@ -20,6 +20,7 @@ from resrl_agent.inference.hf import HFEngine, load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import RolloutSettings, TaskSpec, run_episodes
+from resrl_agent.rollout.remote_pool import RemotePoolSettings
 from resrl_agent.rollout.workers import WorkerKind
 from resrl_agent.seeding import derive_seed, seed_everything
 from resrl_agent.types import Episode, make_group_id, write_episodes
@@ -34,6 +35,7 @@ __all__ = [
     "RolloutSummary",
     "build_engine",
     "eval_job",
+    "remote_pool_settings",
     "rollout_job",
     "rollout_settings",
     "sample_tasks",
@@ -147,6 +149,26 @@ def rollout_settings(
         max_env_processes=r.max_env_processes,
         seed=config.seed,
         sequential=sequential,
+        remote=remote_pool_settings(config),
+    )
+
+
+def remote_pool_settings(config: RunConfig) -> RemotePoolSettings | None:
+    """``env.servers`` and ``env.remote`` as the rollout loop's pool settings; None when envs run locally."""
+    if not config.env.servers:
+        return None
+    r = config.env.remote
+    return RemotePoolSettings(
+        servers=tuple(config.env.servers),
+        token_file=r.token_file,
+        token_env=r.token_env,
+        transport=r.transport,
+        request_timeout_s=r.request_timeout_s,
+        retries=r.retries,
+        health_interval_s=r.health_interval_s,
+        probe_timeout_s=r.probe_timeout_s,
+        max_reruns=r.max_reruns,
+        wait_for_server_s=r.wait_for_server_s,
     )
 
 

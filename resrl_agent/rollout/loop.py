@@ -12,6 +12,10 @@ exactly as sampled; env replies are appended as delta tokens (concat mode) or ea
 mode). Each request's sampling seed is derived from the run seed, the group (task and iteration), the sample and
 the turn, so the HF, vLLM and HTTP backends sample the same way whatever the batch (:func:`request_seed`).
 ``sequential=True`` plays one episode at a time with inline envs: the deterministic reference mode.
+
+With ``settings.remote`` (``env.servers`` in the config) the envs are sessions on env servers
+(:mod:`resrl_agent.rollout.remote_pool`): an episode whose server disappears is dropped and its task played again
+from reset on another server, so every TaskSpec still yields exactly one episode and groups come back whole.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from envs.base import EnvError, Parsed, PromptBuilder
 from resrl_agent.errors import RolloutError
 from resrl_agent.inference.base import Generation, InferenceEngine, SamplingParams
 from resrl_agent.rollout.chat import ChatFormatter, Message
+from resrl_agent.rollout.remote_pool import RemoteEnvPool, RemoteEnvRunner, RemotePoolSettings
 from resrl_agent.rollout.workers import (
     EnvRunner,
     PooledEnvRunner,
@@ -71,6 +76,8 @@ class RolloutSettings:
         sequential: one episode at a time, inline envs: the deterministic reference mode.
         max_env_processes: process mode: None = one worker process per live episode (full isolation); N = at most N
             processes, each hosting several envs (start-up paid N times; a crash ends that process's episodes).
+        remote: env servers to open sessions on instead of local envs (``env_workers`` is then ``thread``, or
+            inline when sequential); an episode whose server is lost is re-run on another server.
     """
 
     context_mode: ContextMode = "concat"
@@ -86,6 +93,7 @@ class RolloutSettings:
     sequential: bool = False
     process_start_method: str = "forkserver"
     max_env_processes: int | None = None
+    remote: RemotePoolSettings | None = None
 
 
 # envs whose engine shares global state between instances (textworld's parser), until their class says so itself
@@ -136,6 +144,7 @@ class _Slot:
     generation: Generation | None = None
     parsed: Parsed | None = None
     started: float = 0.0
+    rerun: bool = False  # the env's server was lost: the episode is dropped and its task played again
 
 
 def _jsonable_info(info: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +179,14 @@ class _Loop:
         self.parse, self.builder, self.progress = parse, builder, progress
         self.kind: WorkerKind = "inline" if settings.sequential else settings.env_workers
         self.max_processes = settings.max_env_processes
-        if self.kind == "thread" and not env_thread_safe(env_id):
+        self.pool: RemoteEnvPool | None = None
+        self.rerun_queue: list[int] = []  # task indices whose episode lost its server, to play again
+        self.reruns: dict[int, int] = {}
+        self.avoid: dict[int, set[str]] = {}  # servers a re-run task should not go back to
+        if settings.remote is not None:
+            self.kind = "inline" if settings.sequential else "thread"  # remote calls wait on the network only
+            self.pool = RemoteEnvPool(settings.remote)
+        elif self.kind == "thread" and not env_thread_safe(env_id):
             self.kind = "process"
             self.max_processes = self.max_processes or os.cpu_count() or 2
             logger.info("%s is not thread-safe: its envs step in %d worker processes", env_id, self.max_processes)
@@ -190,9 +206,12 @@ class _Loop:
         slots: list[_Slot] = []
         try:
             while self.num_finished < len(self.tasks):
-                while len(slots) < self.width and self.next_task < len(self.tasks):
-                    slots.append(self._start(self.next_task))
-                    self.next_task += 1
+                while len(slots) < self.width and (self.rerun_queue or self.next_task < len(self.tasks)):
+                    if self.rerun_queue:
+                        slots.append(self._start(self.rerun_queue.pop(0)))
+                    else:
+                        slots.append(self._start(self.next_task))
+                        self.next_task += 1
                 self._collect(slots, block=not any(self._ready(s) for s in slots))
                 ready = [s for s in slots if self._ready(s)]
                 if ready:
@@ -208,6 +227,8 @@ class _Loop:
                 runner.close()
             for process in self.shared:
                 process.close()
+            if self.pool is not None:
+                self.pool.close()
         return [e for e in self.finished if e is not None]
 
     def _ready(self, slot: _Slot) -> bool:
@@ -215,9 +236,12 @@ class _Loop:
 
     def _start(self, index: int) -> _Slot:
         spec = self.tasks[index]
-        self.spare = [r for r in self.spare if not (isinstance(r, PooledEnvRunner) and r.shared.broken)]
+        self.spare = [r for r in self.spare if self._reusable(r)]
         if self.spare:
             runner = self.spare.pop()
+        elif self.pool is not None:
+            runner = RemoteEnvRunner(self.pool, self.env_id, self.env_kwargs, avoid=self.avoid.get(index, set()))
+            self.runners.append(runner)
         elif self.kind == "process" and self.max_processes:
             self.shared = [p for p in self.shared if not p.broken]
             if len(self.shared) < self.max_processes:
@@ -244,6 +268,29 @@ class _Loop:
         options = {"task_id": spec.task_id} if spec.task_id is not None else None
         self._submit(slot, "reset", runner.reset, spec.seed, options)
         return slot
+
+    def _reusable(self, runner: EnvRunner) -> bool:
+        if isinstance(runner, PooledEnvRunner):
+            return not runner.shared.broken
+        if isinstance(runner, RemoteEnvRunner):
+            return self.pool is not None and self.pool.is_healthy(runner.server)
+        return True
+
+    def _lost(self, slot: _Slot) -> bool:
+        """Whether the slot's env failed because its server disappeared and its task may be played again."""
+        runner = slot.runner
+        if not (isinstance(runner, RemoteEnvRunner) and runner.lost) or self.settings.remote is None:
+            return False
+        done = self.reruns.get(slot.index, 0)
+        if done >= self.settings.remote.max_reruns:
+            logger.warning(
+                "%s/%d lost its env server %d times: episode ended (env_error)",
+                slot.spec.group_id,
+                slot.spec.sample_idx,
+                done + 1,
+            )
+            return False
+        return True
 
     def _submit(self, slot: _Slot, what: str, fn: Callable[..., Any], *args: Any) -> None:
         slot.waiting = what
@@ -279,6 +326,7 @@ class _Loop:
                 slot.runner.abandon()
                 slot.future = None
                 slot.stop = "env_error"
+                slot.rerun = self._lost(slot)
 
     def _apply(self, slot: _Slot, future: Future[Any]) -> None:
         try:
@@ -286,6 +334,7 @@ class _Loop:
         except EnvError as err:
             logger.warning("env %s failed in %s/%d: %s", slot.waiting, slot.spec.group_id, slot.spec.sample_idx, err)
             slot.stop = "env_error"
+            slot.rerun = self._lost(slot)
             return
         if slot.waiting == "reset":
             self._on_reset(slot, *result)
@@ -406,7 +455,23 @@ class _Loop:
             slot.runner.close()
         else:
             self.spare.append(slot.runner)
+        if slot.rerun:  # its server is gone: drop the turns, play the task again elsewhere (same seeds)
+            assert isinstance(slot.runner, RemoteEnvRunner)
+            self.reruns[slot.index] = self.reruns.get(slot.index, 0) + 1
+            if slot.runner.url is not None:
+                self.avoid.setdefault(slot.index, set()).add(slot.runner.url)
+            self.rerun_queue.append(slot.index)
+            logger.info(
+                "%s/%d: env server %s lost after %d turns; playing it again on another server",
+                slot.spec.group_id,
+                slot.spec.sample_idx,
+                slot.runner.url,
+                len(slot.turns),
+            )
+            return
+        assert self.finished[slot.index] is None, "an episode finished twice"
         stop = slot.stop or "max_turns"
+        extra = {} if self.pool is None else {"env_reruns": float(self.reruns.get(slot.index, 0))}
         self.finished[slot.index] = Episode(
             task_id=str(slot.info.get("task_id", slot.spec.task_id or "")),
             group_id=slot.spec.group_id,
@@ -423,6 +488,7 @@ class _Loop:
                 "invalid_format": float(sum(not t.format_valid for t in slot.turns)),
                 "env_error": float(stop == "env_error"),
                 "wall_s": time.perf_counter() - slot.started,
+                **extra,
             },
         )
         self.num_finished += 1
