@@ -70,33 +70,26 @@ class SeededSampler:
         return scores + gumbel
 
 
-# generation settings that would change the sampled distribution or the tokens allowed
-_POLICY_CHANGING_FIELDS = frozenset(
-    {
-        "repetition_penalty",
-        "no_repeat_ngram_size",
-        "encoder_no_repeat_ngram_size",
-        "bad_words_ids",
-        "suppress_tokens",
-        "begin_suppress_tokens",
-        "forced_bos_token_id",
-        "forced_eos_token_id",
-        "sequence_bias",
-        "min_length",
-        "min_new_tokens",
-        "exponential_decay_length_penalty",
-        "renormalize_logits",
-        "epsilon_cutoff",
-        "eta_cutoff",
-        "typical_p",
-        "min_p",
-        "top_k",
-        "top_p",
-        "temperature",
-        "do_sample",
-        "diversity_penalty",
-    }
-)
+# generation settings that would change the sampled distribution or the tokens allowed, with their neutral values
+_NEUTRAL_GENERATION = {
+    "repetition_penalty": 1.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_no_repeat_ngram_size": 0,
+    "bad_words_ids": None,
+    "suppress_tokens": None,
+    "begin_suppress_tokens": None,
+    "forced_bos_token_id": None,
+    "forced_eos_token_id": None,
+    "sequence_bias": None,
+    "min_length": 0,
+    "min_new_tokens": None,
+    "exponential_decay_length_penalty": None,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "typical_p": 1.0,
+    "min_p": None,
+    "diversity_penalty": 0.0,
+}
 
 
 class HFEngine:
@@ -130,7 +123,11 @@ class HFEngine:
         old = getattr(self.model, "generation_config", None)
         neutral = GenerationConfig(eos_token_id=self.eos_token_id, pad_token_id=self.pad_token_id)
         if old is not None:
-            changed = {k: v for k, v in old.to_diff_dict().items() if k in _POLICY_CHANGING_FIELDS}
+            changed = {
+                k: v
+                for k, v in old.to_diff_dict().items()
+                if k in _NEUTRAL_GENERATION and v not in (_NEUTRAL_GENERATION[k], [], None)
+            }
             if changed:
                 logger.info(
                     "ignoring the checkpoint's generation settings %s: rollouts sample from the raw policy", changed
