@@ -163,7 +163,7 @@ class RemoteEnvPool:
             response = self._probe_http.get(server.url + "/healthz")
             ok = response.status_code == 200
             sessions = int(response.json().get("sessions", 0)) if ok else 0
-        except (httpx.HTTPError, ValueError, TypeError, AttributeError) as err:
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError, RuntimeError) as err:  # Runtime: closed
             ok, sessions = False, 0
             server.last_error = f"{type(err).__name__}: {err}"
         with self._lock:
@@ -185,8 +185,7 @@ class RemoteEnvPool:
 
     def _probe_loop(self) -> None:
         while not self._stop.wait(self.settings.health_interval_s):
-            with contextlib.suppress(RuntimeError):  # the client was closed under us at shutdown
-                self.probe_all()
+            self.probe_all()
 
     def mark_lost(self, server: _Server, err: BaseException) -> None:
         """A request to ``server`` failed as if it were gone: skip it until a probe succeeds."""
