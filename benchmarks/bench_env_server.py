@@ -231,9 +231,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,8,64")
     parser.add_argument("--churn", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=2, help="our env worker processes (all on the server CPU)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="iteration mode: process mode and OpenEnv only, per-session WebSocket only, 300 steps, no churn",
+    )
     parser.add_argument("--serve", choices=["ours", "ours-thread", "openenv"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.churn = min(args.steps, 300), 0
     if args.serve == "openenv":
         _serve_openenv(args.port)
         return
@@ -255,10 +262,9 @@ def main() -> None:
         openenv_version = None
         print("openenv-core is NOT installed: the OpenEnv rows are skipped (pip install openenv-core)")
     sizes = [int(s) for s in args.sizes.split(",")]
-    plan: list[tuple[str, str, list[str]]] = [
-        ("ours-process", "ours", ["--workers", str(args.workers)]),
-        ("ours-thread", "ours-thread", ["--workers", str(args.workers)]),
-    ]
+    plan: list[tuple[str, str, list[str]]] = [("ours-process", "ours", ["--workers", str(args.workers)])]
+    if not args.quick:
+        plan.append(("ours-thread", "ours-thread", ["--workers", str(args.workers)]))
     if openenv_version:
         plan.append(("openenv", "openenv", []))
     results: dict[tuple[str, int], dict[str, float]] = {}
@@ -266,7 +272,7 @@ def main() -> None:
         process, url = _start(kind, *extra)
         try:
             for size in sizes:
-                kinds = ["openenv-ws"] if kind == "openenv" else ["http", "ws", "batched"]
+                kinds = ["openenv-ws"] if kind == "openenv" else ["ws"] if args.quick else ["http", "ws", "batched"]
                 for transport in kinds:
                     name = transport if kind == "openenv" else f"{label}/{transport}"
                     results[(name, size)] = row = asyncio.run(_run(transport, url, size, args.steps))
@@ -293,6 +299,8 @@ def main() -> None:
         for size in sizes:
             base = results[("openenv-ws", size)]
             for name in ("ours-process/ws", "ours-process/batched", "ours-thread/ws", "ours-thread/batched"):
+                if (name, size) not in results:
+                    continue
                 row = results[(name, size)]
                 print(
                     f"  S={size:3d} {name:22s} steps/s x{row['steps_per_s'] / base['steps_per_s']:5.2f}  "

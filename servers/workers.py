@@ -2,11 +2,12 @@
 
 A worker hosts the envs of several sessions (:class:`EnvHost`) and runs one op at a time. The server talks to
 a worker process over one socket pair: a frame is a 4-byte big-endian length and a pickle. The server writes
-every op queued for a worker as one frame (a list); the worker answers each op with its own frame as soon as
+the ops queued for a busy worker as one frame (a list); the worker answers each op with its own frame as soon as
 it is done, so the step timeout is timed per op. A step past ``step_timeout_s`` gets SIGKILL; a worker that
 dies (signal, OOM, segfault) fails the op it was running and every op queued behind it with ENV_CRASHED, and
-its sessions end; the pool starts a fresh process in its place. The server side is plain asyncio (stream
-reader, ``call_later`` timers): no thread hop on the hot path.
+its sessions end; the pool starts a fresh process in its place. The server side is an ``asyncio.Protocol``:
+an op to an idle worker is written at once, a reply resolves its future straight from ``data_received``, and
+one lazy timer watches the running op's deadline; no driver task, no thread hop on the hot path.
 
 Ops are tuples ``(kind, session_id, a, b)``: ``("create", sid, env_id, kwargs)``, ``("reset", sid, seed,
 options)``, ``("step", sid, action, None)``, ``("close", sid, None, None)``. A reply is ``(True, payload)`` or
@@ -222,25 +223,37 @@ class Worker:
         raise NotImplementedError
 
 
-class ProcessWorker(Worker):
-    """One worker process and the asyncio side of its socket pair."""
+class ProcessWorker(Worker, asyncio.Protocol):
+    """One worker process and the asyncio protocol of its socket pair (no driver task: replies resolve futures
+    straight from ``data_received``).
+
+    ``call`` writes its op at once when the worker is idle; ops called while others are in flight are gathered
+    and written as one frame at the next loop turn. ``_inflight`` holds the ops sent and not answered, in order
+    (the worker answers in order); the head is the op the worker runs now, and its deadline is the step timeout
+    counted from when it became the head. One lazy timer watches the head's deadline (re-armed only when it
+    fires early), so a fast op costs no timer.
+    """
 
     def __init__(self, index: int, *, test_knobs: bool, on_lost: LostCallback) -> None:
         self.index = index
         self.test_knobs = test_knobs
         self.on_lost = on_lost
-        self._queue: collections.deque[tuple[Op, float, asyncio.Future[Reply]]] = collections.deque()
-        self._wake = asyncio.Event()
+        self._inflight: collections.deque[tuple[Op, float, asyncio.Future[Reply]]] = collections.deque()
+        self._outbox: list[Op] = []  # ops in _inflight not written yet (flushed at the next loop turn)
+        self._head_deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._buffer = bytearray()
         self._process: Any = None
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._driver: asyncio.Task[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._recovering: asyncio.Task[None] | None = None
         self._timed_out: Op | None = None
         self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         await self._spawn()
-        self._driver = asyncio.create_task(self._drive(), name=f"env-worker-{self.index}")
 
     async def _spawn(self) -> None:
         # A fresh interpreter (not fork: the server has threads; not multiprocessing: it re-imports __main__).
@@ -252,38 +265,105 @@ class ProcessWorker(Worker):
         child_sock.close()
         self._process = process
         self.pid = process.pid
-        self._reader, self._writer = await asyncio.open_unix_connection(sock=parent_sock, limit=1 << 24)
+        self._buffer.clear()
+        assert self._loop is not None
+        await self._loop.create_unix_connection(lambda: self, sock=parent_sock)
 
+    # -- asyncio.Protocol ----------------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        if not buffer and len(data) >= 4 and _HEADER.unpack_from(data)[0] == len(data) - 4 and self._inflight:
+            _op, _timeout, future = self._inflight.popleft()  # the usual case: exactly one whole answer
+            if not future.done():
+                future.set_result(pickle.loads(memoryview(data)[4:]))
+            if self._inflight:
+                self._start_head()
+            return
+        buffer += data
+        offset, size = 0, len(buffer)
+        inflight = self._inflight
+        while size - offset >= 4:
+            (length,) = _HEADER.unpack_from(buffer, offset)
+            if size - offset - 4 < length:
+                break
+            reply: Reply = pickle.loads(buffer[offset + 4 : offset + 4 + length])
+            offset += 4 + length
+            if not inflight:  # an answer to nothing: the stream is out of step, treat the worker as lost
+                self._lose()
+                return
+            _op, _timeout, future = inflight.popleft()
+            if not future.done():
+                future.set_result(reply)
+            if inflight:
+                self._start_head()
+        if offset:
+            del buffer[:offset]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._lose()
+
+    def eof_received(self) -> bool:
+        return False  # close the transport: connection_lost follows
+
+    # -- ops -----------------------------------------------------------------------------------------------
     def call(self, op: Op, timeout: float) -> asyncio.Future[Reply]:  # type: ignore[override]
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._queue.append((op, timeout, future))
-        self._wake.set()
+        loop = self._loop
+        assert loop is not None
+        future: asyncio.Future[Reply] = loop.create_future()
+        idle = not self._inflight
+        self._inflight.append((op, timeout, future))
+        if self._recovering is not None:
+            return future  # failed by the recovery with the other ops of the dead process
+        if idle:  # the worker waits for this op: write it now and start its clock
+            self._write([op])
+            self._start_head()
+        else:
+            if not self._outbox:
+                loop.call_soon(self._flush)
+            self._outbox.append(op)
         return future
 
-    async def _drive(self) -> None:
-        loop = asyncio.get_running_loop()
-        while not self._stopping:
-            if not self._queue:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = [self._queue.popleft() for _ in range(min(len(self._queue), _MAX_OPS_PER_FRAME))]
-            assert self._reader is not None and self._writer is not None
-            try:
-                data = pickle.dumps([op for op, _, _ in batch], _PICKLE)
-                self._writer.write(_HEADER.pack(len(data)) + data)
-                for op, timeout, future in batch:
-                    timer = loop.call_later(timeout, self._kill_for_timeout, op)
-                    try:
-                        header = await self._reader.readexactly(4)
-                        reply: Reply = pickle.loads(await self._reader.readexactly(_HEADER.unpack(header)[0]))
-                    finally:
-                        timer.cancel()
-                    if not future.done():
-                        future.set_result(reply)
-            except (asyncio.IncompleteReadError, ConnectionError, OSError):
-                pending = [item for item in batch if not item[2].done()]
-                await self._recover(pending)
+    def _flush(self) -> None:
+        ops, self._outbox = self._outbox, []
+        if ops and self._recovering is None:
+            self._write(ops)
+
+    def _write(self, ops: list[Op]) -> None:
+        transport = self._transport
+        if transport is None:
+            return  # the process is gone: connection_lost fails these ops
+        data = pickle.dumps(ops, _PICKLE)
+        transport.write(_HEADER.pack(len(data)) + data)
+
+    def _start_head(self) -> None:
+        """The head of ``_inflight`` starts running in the worker now: its deadline, and the watch timer."""
+        loop = self._loop
+        assert loop is not None
+        deadline = loop.time() + self._inflight[0][1]
+        self._head_deadline = deadline
+        if self._timer is None:
+            self._timer_at = deadline
+            self._timer = loop.call_at(deadline, self._check_deadline)
+        elif deadline < self._timer_at:
+            self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = loop.call_at(deadline, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if not self._inflight or self._recovering is not None:
+            return
+        loop = self._loop
+        assert loop is not None
+        if loop.time() >= self._head_deadline:
+            self._kill_for_timeout(self._inflight[0][0])
+        else:
+            self._timer_at = self._head_deadline
+            self._timer = loop.call_at(self._head_deadline, self._check_deadline)
 
     def _kill_for_timeout(self, op: Op) -> None:
         self._timed_out = op
@@ -291,18 +371,33 @@ class ProcessWorker(Worker):
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
 
-    async def _recover(self, pending: list[tuple[Op, float, asyncio.Future[Reply]]]) -> None:
+    def _lose(self) -> None:
+        if self._stopping:  # the pool is shutting down: no respawn, nothing left to tell
+            while self._inflight:
+                _op, _timeout, future = self._inflight.popleft()
+                if not future.done():
+                    future.set_result((False, ("ENV_CRASHED", "the env server is shutting down", None)))
+            return
+        if self._recovering is None and self._loop is not None:
+            self._recovering = self._loop.create_task(self._recover(), name=f"env-worker-{self.index}-recover")
+
+    async def _recover(self) -> None:
         """The process died: fail the op it ran and every op queued behind it, end its sessions, respawn."""
+        if self._transport is not None:
+            self._transport.abort()
+            self._transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         process = self._process
         exitcode = await asyncio.get_running_loop().run_in_executor(None, _wait, process, 5.0)
         how = (
             f"signal {signal.Signals(-exitcode).name}" if exitcode is not None and exitcode < 0 else f"exit {exitcode}"
         )
         timed_out, self._timed_out = self._timed_out, None
-        pending += list(self._queue)
-        self._queue.clear()
-        if self._writer is not None:
-            self._writer.close()
+        pending = list(self._inflight)
+        self._inflight.clear()
+        self._outbox = []
         if timed_out is not None:
             culprit = timed_out[1]
             reason: tuple[str, str, str | None] = (
@@ -320,28 +415,35 @@ class ProcessWorker(Worker):
                 future.set_result((False, ("STEP_TIMEOUT", f"{op[0]} took longer than the step timeout", None)))
             else:
                 future.set_result((False, reason))
-        log.warning("env worker %d (pid %s) lost: %s", self.index, self.pid, reason[1])
+        if not self._stopping:
+            log.warning("env worker %d (pid %s) lost: %s", self.index, self.pid, reason[1])
         self.on_lost(self, culprit, reason)
-        if self._stopping:
-            return
-        self.restarts += 1
-        await self._spawn()
+        try:
+            if not self._stopping:
+                self.restarts += 1
+                await self._spawn()
+        finally:
+            self._recovering = None
+        if self._inflight and not self._stopping:  # ops called while the fresh process started
+            ops = [op for op, _, _ in self._inflight]
+            self._write(ops)
+            self._start_head()
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._driver is not None:
-            self._driver.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._driver
-        if self._writer is not None and self._process is not None and self._process.poll() is None:
+        if self._recovering is not None:
             with contextlib.suppress(Exception):
-                data = pickle.dumps([("exit", "", None, None)], _PICKLE)
-                self._writer.write(_HEADER.pack(len(data)) + data)
-                await self._writer.drain()
+                await self._recovering
+        if self._transport is not None and self._process is not None and self._process.poll() is None:
+            with contextlib.suppress(Exception):
+                self._write([("exit", "", None, None)])
         if self._process is not None:
             await asyncio.get_running_loop().run_in_executor(None, _wait, self._process, 5.0)
-        if self._writer is not None:
-            self._writer.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._transport is not None:
+            self._transport.close()
 
 
 class ThreadWorker(Worker):
