@@ -208,6 +208,10 @@ class TrainerConfig(_Section):
     sft_tasks: int = Field(64, ge=1, description="expert episodes (one per task) collected for SFT")
     sft_batch_rows: int = Field(16, ge=1, description="rows per SFT optimizer step")
     sft_warmup_steps: int = Field(0, ge=0)
+    sft_explore: float = Field(
+        0.0, ge=0.0, le=1.0, description="SFT data: chance a turn steps a random admissible command (expert label kept)"
+    )
+    sft_only_won: bool = Field(True, description="SFT data: drop expert episodes that did not win within max_turns")
     logit_chunk_tokens: int = Field(1024, ge=1, description="tokens per LM-head chunk (fp32 logits of one chunk)")
     driver: Literal["local", "ray"] = Field("local", description="one process, or Ray actors")
     rollout_workers: int = Field(2, ge=1, description="ray driver: rollout worker actors")

@@ -249,6 +249,9 @@ class Trainer:
             self.formatter,
             rollout_settings(self.config),
             env_kwargs=dict(self.config.env.kwargs),
+            only_won=t.sft_only_won,
+            explore=t.sft_explore,
+            seed=derive_seed(self.config.seed, "sft-explore"),
         )
         write_episodes(self.run_dir / "sft_episodes.jsonl", episodes)
         collect_s = time.perf_counter() - start

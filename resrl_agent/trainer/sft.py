@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,10 +20,11 @@ import gymnasium as gym
 import torch
 
 import envs
-from envs.base import INFO_EXPERT_ACTION, EnvError, Parsed, PromptBuilder
+from envs.base import INFO_AVAILABLE_ACTIONS, INFO_EXPERT_ACTION, EnvError, Parsed, PromptBuilder
 from resrl_agent.errors import TrainerError
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import RolloutSettings, TaskSpec
+from resrl_agent.seeding import derive_seed
 from resrl_agent.trainer.learner import Learner
 from resrl_agent.types import Batch, Episode, Turn, collate
 
@@ -73,11 +75,17 @@ def expert_episodes(
     *,
     env_kwargs: dict[str, Any] | None = None,
     only_won: bool = True,
+    explore: float = 0.0,
+    seed: int = 0,
 ) -> list[Episode]:
     """Play each task with the env's expert (``info["expert_action"]``), recording token-exact turns.
 
     Logprobs are stored as 0.0 (no policy sampled them; SFT does not read them). Episodes the expert does not win
-    are dropped when ``only_won``.
+    are dropped when ``only_won``. With ``explore`` > 0 (DAgger-style state coverage), each turn's env step is, with
+    that probability, a random admissible command (``info["available_actions"]``) instead of the expert's, while
+    the turn's response (the SFT target) stays the expert's action at that state: the policy then also learns what
+    the expert does after a detour, the states it will reach on its own. Such turns are flagged in
+    ``Turn.info["explored"]``; the draws come from a generator seeded by ``seed`` and the task's reset seed.
     """
     parse = envs.action_parser(env_id)
     builder: PromptBuilder = envs.load_module(env_id, "prompts").PROMPTS
@@ -85,7 +93,8 @@ def expert_episodes(
     out: list[Episode] = []
     try:
         for spec in tasks:
-            episode = _expert_episode(env, env_id, spec, formatter, settings, parse, builder)
+            rng = random.Random(derive_seed(seed, "explore", spec.seed, spec.sample_idx)) if explore > 0 else None
+            episode = _expert_episode(env, env_id, spec, formatter, settings, parse, builder, explore, rng)
             if episode is not None and (episode.won or not only_won):
                 out.append(episode)
     finally:
@@ -103,6 +112,8 @@ def _expert_episode(
     settings: RolloutSettings,
     parse: Callable[[str], Parsed],
     builder: PromptBuilder,
+    explore: float = 0.0,
+    rng: random.Random | None = None,
 ) -> Episode | None:
     options = {"task_id": spec.task_id} if spec.task_id is not None else None
     try:
@@ -140,6 +151,11 @@ def _expert_episode(
             break
         action = parse(text).action
         assert action is not None  # expert_response_text checked it parses
+        explored = False
+        if rng is not None and rng.random() < explore:
+            others = [c for c in info.get(INFO_AVAILABLE_ACTIONS) or [] if c != action]
+            if others:
+                action, explored = rng.choice(others), True
         acted_on, anchor = observation, str(info.get("anchor", ""))
         observation, reward, terminated, truncated, info = env.step(action)
         won = bool(info.get("won", False))
@@ -157,6 +173,7 @@ def _expert_episode(
                 terminated=bool(terminated),
                 truncated=bool(truncated),
                 anchor=anchor,
+                info={"explored": True} if explored else {},
             )
         )
         history.append((acted_on, action))

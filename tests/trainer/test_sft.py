@@ -64,3 +64,36 @@ def test_sft_lowers_the_expert_nll(fresh_model: Any, tiny_tokenizer: Any) -> Non
     assert len(history) == 12
     first, last = history[0]["sft/nll"], history[-1]["sft/nll"]
     assert first > 7.0 and last < first - 3.0, (first, last)
+
+
+def test_expert_episodes_explore_keeps_expert_labels_off_the_expert_path(tiny_tokenizer: Any) -> None:
+    """explore=1: every step is a random admissible non-expert command, each turn's target is still the expert's."""
+    import gymnasium as gym
+
+    env_id = "resrl/ALFWorld-v0"
+    formatter = ChatFormatter(tiny_tokenizer)
+    settings = RolloutSettings(context_mode="window", window_turns=2, max_turns=3, max_context_tokens=2048)
+    env = gym.make(env_id, max_steps=3)
+    task_id = env.unwrapped.task_ids(split="train")[0]
+    env.close()
+    tasks = [TaskSpec(task_id, "sft/alf", 0, 7)]
+    kwargs = {"max_steps": 3}
+    runs = [
+        expert_episodes(env_id, tasks, formatter, settings, env_kwargs=kwargs, only_won=False, explore=1.0, seed=s)[0]
+        for s in (0, 0, 1)
+    ]
+    assert [t.response_ids for t in runs[0].turns] == [t.response_ids for t in runs[1].turns]  # seeded
+    episode = runs[0]
+    assert len(episode.turns) == 3 and not episode.won
+    replay = gym.make(env_id, max_steps=3)
+    _, info = replay.reset(seed=7, options={"task_id": task_id})
+    for turn in episode.turns:
+        assert turn.info == {"explored": True}
+        assert turn.response_text == f"<action>{info['expert_action']}</action>"  # the expert's label at this state
+        assert turn.action != info["expert_action"] and turn.action in info["available_actions"]
+        _, _, _, _, info = replay.step(turn.action)
+        assert turn.action_valid
+    replay.close()
+    plain = expert_episodes(env_id, tasks, formatter, settings, env_kwargs=kwargs, only_won=False)[0]
+    assert all(t.info == {} for t in plain.turns)
+    assert plain.turns[0].response_text == episode.turns[0].response_text  # same first state, same label
