@@ -31,7 +31,7 @@ from resrl_agent.seeding import derive_seed, seed_everything
 from resrl_agent.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.metrics import MetricsSink
-from resrl_agent.trainer.sft import expert_episodes, sft_epochs
+from resrl_agent.trainer.sft import expert_episodes, sft_phase
 from resrl_agent.trainer.tasks import eval_tasks, train_tasks
 from resrl_agent.trainer.update import train_on_episodes
 from resrl_agent.types import Episode, write_episodes
@@ -180,20 +180,7 @@ class Trainer:
 
     def sft_update(self, episodes: list[Episode]) -> list[dict[str, float]]:
         """SFT epochs on the learner, with the SFT learning rate; the RL optimizer is fresh afterwards."""
-        t = self.config.trainer
-        rl_settings = self.learner.settings
-        self.learner.reset_optimizer(lr=t.sft_lr, warmup_steps=t.sft_warmup_steps)
-        history = sft_epochs(
-            self.learner,
-            episodes,
-            self.config.rollout.context_mode,
-            epochs=t.sft_epochs,
-            batch_rows=t.sft_batch_rows,
-            seed=derive_seed(self.config.seed, "sft"),
-            pad_id=self.pad_id,
-        )
-        self.learner.reset_optimizer(lr=rl_settings.lr, warmup_steps=rl_settings.warmup_steps)
-        return history
+        return sft_phase(self.learner, episodes, self.config, pad_id=self.pad_id)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self, name: str) -> None:

@@ -30,7 +30,7 @@ from resrl_agent.rollout.loop import RolloutSettings, TaskSpec, run_episodes
 from resrl_agent.seeding import derive_seed, seed_everything
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.loop import Trainer
-from resrl_agent.trainer.sft import sft_epochs
+from resrl_agent.trainer.sft import sft_phase
 from resrl_agent.trainer.update import train_on_episodes
 from resrl_agent.types import Episode
 
@@ -64,20 +64,7 @@ class LearnerWorker:
         return train_on_episodes(self.learner, episodes, self.config, pad_id=self.pad_id)
 
     def sft(self, episodes: list[Episode]) -> list[dict[str, float]]:
-        t = self.config.trainer
-        rl = self.learner.settings
-        self.learner.reset_optimizer(lr=t.sft_lr, warmup_steps=t.sft_warmup_steps)
-        history = sft_epochs(
-            self.learner,
-            episodes,
-            self.config.rollout.context_mode,
-            epochs=t.sft_epochs,
-            batch_rows=t.sft_batch_rows,
-            seed=derive_seed(self.config.seed, "sft"),
-            pad_id=self.pad_id,
-        )
-        self.learner.reset_optimizer(lr=rl.lr, warmup_steps=rl.warmup_steps)
-        return history
+        return sft_phase(self.learner, episodes, self.config, pad_id=self.pad_id)
 
     def weights(self) -> dict[str, Any]:
         return {k: v.detach().cpu() for k, v in self.learner.model.state_dict().items()}

@@ -21,6 +21,7 @@ import torch
 
 import envs
 from envs.base import INFO_AVAILABLE_ACTIONS, INFO_EXPERT_ACTION, EnvError, Parsed, PromptBuilder
+from resrl_agent.config import RunConfig
 from resrl_agent.errors import TrainerError
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import RolloutSettings, TaskSpec
@@ -226,4 +227,24 @@ def sft_epochs(
             history.append(metrics)
             if on_step is not None:
                 on_step(len(history), metrics)
+    return history
+
+
+def sft_phase(
+    learner: Learner, episodes: Sequence[Episode], config: RunConfig, *, pad_id: int
+) -> list[dict[str, float]]:
+    """The SFT warm start on the learner: SFT learning rate and warm-up, then a fresh optimizer for RL."""
+    t = config.trainer
+    rl = learner.settings
+    learner.reset_optimizer(lr=t.sft_lr, warmup_steps=t.sft_warmup_steps)
+    history = sft_epochs(
+        learner,
+        episodes,
+        config.rollout.context_mode,
+        epochs=t.sft_epochs,
+        batch_rows=t.sft_batch_rows,
+        seed=derive_seed(config.seed, "sft"),
+        pad_id=pad_id,
+    )
+    learner.reset_optimizer(lr=rl.lr, warmup_steps=rl.warmup_steps)
     return history
