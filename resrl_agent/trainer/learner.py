@@ -261,6 +261,7 @@ class Learner:
         *,
         with_hidden: bool,
         model: nn.Module | None = None,
+        temperature: float | None = None,
     ) -> ResponseForward:
         """One forward of the decoder; the LM head only at the positions that predict ``mask``'s tokens.
 
@@ -268,6 +269,7 @@ class Learner:
             input_ids, attention_mask: [B, T] right-padded rows.
             mask: [B, T] bool, the tokens whose logprobs are wanted (never position 0).
             with_hidden: also return the penultimate layer's states for those tokens.
+            temperature: divides the logits; None takes the rollout's (``settings.temperature``, Contract 6).
         """
         device = self.device
         input_ids = input_ids.to(device)
@@ -295,7 +297,7 @@ class Learner:
             head,
             targets,
             chunk_tokens=self.settings.logit_chunk_tokens,
-            temperature=self.settings.temperature,
+            temperature=self.settings.temperature if temperature is None else temperature,
         )
         hidden = None
         if capture is not None:
@@ -418,7 +420,11 @@ class Learner:
         return self._accumulate(input_ids, attention_mask, mask, loss_fn, apply=apply)
 
     def sft_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
-        """One optimizer step of token-mean cross-entropy on the ``mask`` tokens (expert responses)."""
+        """One optimizer step of token-mean cross-entropy on the ``mask`` tokens (expert responses).
+
+        The cross-entropy is that of the model's own distribution (T = 1), whatever the rollout temperature: SFT
+        fits the policy, and sampling at T != 1 rescales it later.
+        """
 
         def loss_fn(rows: list[int], width: int, fwd: ResponseForward, denominator: float) -> Any:
             n = int(fwd.logprobs.numel())
@@ -426,7 +432,7 @@ class Learner:
             metrics = {"sft/nll": fwd.logprobs.detach().neg().mean() if n else torch.zeros(())}
             return loss, metrics, n
 
-        return self._accumulate(input_ids, attention_mask, mask, loss_fn, force_token_mean=True)
+        return self._accumulate(input_ids, attention_mask, mask, loss_fn, force_token_mean=True, temperature=1.0)
 
     def _accumulate(
         self,
@@ -437,6 +443,7 @@ class Learner:
         *,
         force_token_mean: bool = False,
         apply: bool = True,
+        temperature: float | None = None,
     ) -> dict[str, float]:
         """Forward/backward every micro-batch, then clip and step, skipping the step on a non-finite loss/grad."""
         start = time.perf_counter()
@@ -461,7 +468,11 @@ class Learner:
             if not bool(sub_mask.any()):
                 continue
             fwd = self.forward_responses(
-                _trim(input_ids, rows, width), _trim(attention_mask, rows, width), sub_mask, with_hidden=False
+                _trim(input_ids, rows, width),
+                _trim(attention_mask, rows, width),
+                sub_mask,
+                with_hidden=False,
+                temperature=temperature,
             )
             loss, metrics, n = loss_fn(rows, width, fwd, denominator)
             if not bool(torch.isfinite(loss)):

@@ -75,6 +75,7 @@ def rollout_metrics(episodes: list[Episode]) -> dict[str, float]:
         "rollout/invalid_format_rate": s.invalid_format_rate,
         "rollout/invalid_action_rate": sum(not t.action_valid for e in episodes for t in e.turns)
         / max(sum(len(e.turns) for e in episodes), 1),
+        "rollout/env_error_frac": sum(e.stop_reason == "env_error" for e in episodes) / max(len(episodes), 1),
         "rollout/tokens": float(s.tokens),
         "rollout/response_tokens": float(sum(len(t.response_ids) for e in episodes for t in e.turns)),
     }

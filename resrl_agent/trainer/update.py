@@ -92,6 +92,9 @@ def compute_turn_advantages(
         case "w_reinforce":
             adv_e = w_reinforce(returns)
         case "dapo":
+            # dynamic sampling looks at the scores themselves: a group that is all right (or all wrong) is dropped
+            # even when the overlong penalty makes its shaped rewards differ (DAPO filters on accuracy)
+            keep_episode = dapo_keep_mask(returns, group_ids)
             if algo.overlong_buffer > 0:
                 if max_response_tokens is None:
                     raise ValueError("dapo's overlong penalty needs max_response_tokens")
@@ -99,7 +102,6 @@ def compute_turn_advantages(
                 returns = returns + dapo_overlong_penalty(
                     lengths, max_len=max_response_tokens, buffer=min(algo.overlong_buffer, max_response_tokens)
                 )
-            keep_episode = dapo_keep_mask(returns, group_ids)
             adv_e = grpo(returns, group_ids)
             metrics["dapo/kept_group_frac"] = float(keep_episode.float().mean()) if len(episodes) else 0.0
         case other:  # pragma: no cover - the config's Literal rules this out
@@ -203,10 +205,17 @@ def train_on_episodes(
     cut by a micro-batch.
     """
     mode = config.rollout.context_mode
+    # An episode that ended with env_error says nothing about the policy (its env crashed, hung or lost its
+    # server): it enters neither the group statistics nor the loss; the rest of its group is trained on as usual.
+    errored = sum(e.stop_reason == "env_error" for e in episodes)
+    episodes = [e for e in episodes if e.stop_reason != "env_error"]
+    if not episodes:
+        return {"update/env_error_episodes": float(errored), "update/rows": 0.0, "update/skipped": 1.0}
     batch = collate(episodes, mode, pad_id=pad_id)
     turn_adv, metrics = compute_turn_advantages(
         batch, episodes, config.algo, max_response_tokens=config.rollout.max_new_tokens * config.rollout.max_turns
     )
+    metrics["update/env_error_episodes"] = float(errored)
     metrics.update(tensor_stats("adv/turn", turn_adv.values[turn_adv.keep]))
     token_adv = batch.expand_turn_values(turn_adv.values)
     keep_tok = batch.loss_mask & turn_adv.keep[batch.span_idx.clamp(min=0)]

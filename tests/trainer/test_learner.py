@@ -153,3 +153,21 @@ def test_sft_step_lowers_nll(fresh_model: Any, episode_factory: Any) -> None:
     for _ in range(5):
         last = learner.sft_step(batch.input_ids, batch.attention_mask, batch.loss_mask)["sft/nll"]
     assert last < first - 0.5
+
+
+def test_sft_nll_is_at_temperature_one_whatever_the_rollout_temperature(fresh_model: Any, episode_factory: Any) -> None:
+    """SFT fits the model's own distribution: its NLL equals -log softmax(logits) at T = 1, not at the rollout's T."""
+    batch = collate(episode_factory(num_groups=1, group_size=2, num_turns=2), "concat")
+    hot = Learner(fresh_model, LearnerSettings(lr=0.0, warmup_steps=0, temperature=0.5))
+    nll = hot.sft_step(batch.input_ids, batch.attention_mask, batch.loss_mask)["sft/nll"]
+    with torch.no_grad():
+        logits = fresh_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.float()
+    rows, cols = batch.loss_mask.nonzero(as_tuple=True)
+    targets = batch.input_ids[rows, cols]
+    for temp, close in ((1.0, True), (0.5, False)):
+        logp = torch.log_softmax(logits[rows, cols - 1] / temp, dim=-1).gather(1, targets[:, None])[:, 0]
+        assert math.isclose(nll, float(-logp.mean()), rel_tol=1e-4) is close, temp
+    # the PPO path keeps the rollout temperature (Contract 6)
+    logp_hot, _, _ = hot.compute_logprobs(batch.input_ids, batch.attention_mask, batch.loss_mask, with_hidden=False)
+    expect = torch.log_softmax(logits[rows, cols - 1] / 0.5, dim=-1).gather(1, targets[:, None])[:, 0]
+    torch.testing.assert_close(logp_hot[batch.loss_mask], expect, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,57 @@
+"""train_on_episodes' bookkeeping: what enters the group statistics and the loss."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import torch
+
+from resrl_agent.config import load_config
+from resrl_agent.trainer.learner import Learner, LearnerSettings
+from resrl_agent.trainer.update import compute_turn_advantages, train_on_episodes
+from resrl_agent.types import collate
+
+
+def test_dapo_drops_groups_by_score_not_by_the_overlong_shaped_reward(episode_factory: Any) -> None:
+    episodes = episode_factory(num_groups=2, group_size=2, num_turns=1)
+    # group 0: both right, one of them overlong -> still all right: dropped; group 1: one right, one wrong: kept
+    scores = [1.0, 1.0, 1.0, 0.0]
+    long_response = list(range(5, 25))  # 20 tokens: 10 over the 10-token budget's buffer start
+    shaped = []
+    for i, (e, score) in enumerate(zip(episodes, scores, strict=True)):
+        turn = e.turns[0]
+        ids = long_response if i == 0 else turn.response_ids[:2]
+        turn = dataclasses.replace(turn, response_ids=ids, response_logprobs=[-1.0] * len(ids), reward=score)
+        shaped.append(dataclasses.replace(e, turns=[turn], won=score > 0, return_=None))
+    cfg = load_config(None, ["algo.advantage=dapo", "algo.overlong_buffer=10"])
+    batch = collate(shaped, "window")
+    adv, metrics = compute_turn_advantages(batch, shaped, cfg.algo, max_response_tokens=20)
+    assert adv.keep.tolist() == [False, False, True, True]
+    assert metrics["dapo/kept_group_frac"] == 0.5
+    # the kept group's advantages: GRPO over its (unpenalised, short) returns 1 and 0 -> +-1/sqrt(2)
+    torch.testing.assert_close(adv.values[2:], torch.tensor([0.7071, -0.7071]), atol=1e-4, rtol=0)
+    assert adv.values[:2].tolist() == [0.0, 0.0]
+
+
+def test_env_error_episodes_enter_neither_group_statistics_nor_loss(fresh_model: Any, episode_factory: Any) -> None:
+    episodes = episode_factory(num_groups=2, group_size=4, num_turns=2)
+    broken = dataclasses.replace(episodes[1], stop_reason="env_error")  # a losing sample whose env crashed
+    with_error = [*episodes[:1], broken, *episodes[2:]]
+    without = [*episodes[:1], *episodes[2:]]
+    cfg = load_config(None, ["algo.advantage=grpo", "trainer.lr=0.01", "trainer.warmup_steps=0"])
+    states = []
+    for batch in (with_error, without):
+        learner = Learner(copy.deepcopy(fresh_model), LearnerSettings.from_config(cfg), seed=3)
+        metrics = train_on_episodes(learner, batch, cfg)
+        states.append(learner.model.state_dict())
+        assert metrics["update/rows"] == 7.0
+    assert metrics["update/env_error_episodes"] == 0.0
+    for key, value in states[0].items():
+        torch.testing.assert_close(value, states[1][key], msg=key)
+    # and the errored episode would have changed the update had it counted as a failure
+    learner = Learner(copy.deepcopy(fresh_model), LearnerSettings.from_config(cfg), seed=3)
+    train_on_episodes(learner, episodes, cfg)
+    changed = any(not torch.equal(v, states[1][k]) for k, v in learner.model.state_dict().items())
+    assert changed
