@@ -84,21 +84,51 @@ class _LruCache:
 
 _TRANSLATIONS = _LruCache(256)  # (domain, problem, kwargs) -> fast_downward.pddl2sas result
 _LOGICS = _LruCache(128)  # (domain, grammar) -> textworld GameLogic (the grammar parse)
+_TEMPLATES = _LruCache(4096)  # (template text, rule name) -> parsed text-grammar symbols (copied on every use)
+_QUERIES = _LruCache(4096)  # conjunctive-query text -> textworld Rule (read only)
+
+
+def _copy_context(context: dict[str, Any]) -> dict[str, Any]:
+    """textworld's ``copy_context`` without its deep copies: the two maps a derivation extends are new dicts.
+
+    textworld deep-copies ``variables`` and ``mapping`` for every derived symbol (a third of a step's time), but
+    derivation only ever adds keys to the copies (``query``'s ``update``) and reads their values, which are
+    immutable logic placeholders/variables and entity records; copying the dicts keeps every derivation separate.
+    """
+    return {
+        "state": context["state"],
+        "facts": context["facts"],
+        "variables": dict(context["variables"]),
+        "mapping": dict(context["mapping"]),
+        "entity_infos": context["entity_infos"],
+    }
 
 
 @contextlib.contextmanager
 def memoized_translation() -> Iterator[None]:
-    """Reuse the engine's pure translation steps across loads and resets of the same game.
+    """Reuse the engine's pure translation and parsing steps across loads, resets and steps.
 
     ``PddlEnv.load`` parses the grammar (about 0.7 s) and builds a ``PddlState``; ``PddlEnv.reset`` builds another,
     and each ``PddlState`` runs fast-downward's PDDL-to-SAS translation twice (about 0.15 s each). Both are pure
     functions of their text inputs and their results are only read afterwards, so within this context they are
-    looked up in small LRU caches. The engine's state (``load_sas``, the facts, every step) is computed as before.
+    looked up in small LRU caches. Every step then derives the text of each admissible command and observation
+    from the game's text grammar: textworld re-parses each template string and each condition with tatsu (about
+    60 % of a step) and deep-copies the derivation context per symbol (about 30 %). Within this context a parsed
+    template is kept and deep-copied on use (the derivation mutates its symbols), a parsed condition is kept and
+    shared (only read), and contexts are copied one level deep. The engine's state (``load_sas``, the facts,
+    every step) is computed as before; tests/envs/test_alfworld.py checks that observations, admissible commands
+    and expert plans are identical with and without this context.
     """
+    import copy
+
     import fast_downward
     from textworld.envs.pddl import logic as pddl_logic
+    from textworld.envs.pddl import textgen
+    from textworld.logic import Rule
 
     original_translate, original_logic = fast_downward.pddl2sas, pddl_logic.GameLogic
+    original_parse, original_copy_context = textgen._parse_and_convert, textgen.copy_context
+    original_query = Rule.__dict__["parse_conjunctive_query"]
 
     def translate(domain: str, problem: str, **kwargs: Any) -> Any:
         key = (domain, problem, sorted(kwargs.items()))
@@ -107,11 +137,22 @@ def memoized_translation() -> Iterator[None]:
     def game_logic(domain: str, grammar: str) -> Any:
         return _LOGICS.get_or_make((domain, grammar), lambda: original_logic(domain=domain, grammar=grammar))
 
+    def parse_template(*args: Any, **kwargs: Any) -> Any:
+        parsed = _TEMPLATES.get_or_make((args, sorted(kwargs.items())), lambda: original_parse(*args, **kwargs))
+        return copy.deepcopy(parsed)
+
+    def parse_query(cls: type, expr: str) -> Any:
+        return _QUERIES.get_or_make((expr,), lambda: original_query.__func__(cls, expr))
+
     fast_downward.pddl2sas, pddl_logic.GameLogic = translate, game_logic
+    textgen._parse_and_convert, textgen.copy_context = parse_template, _copy_context
+    Rule.parse_conjunctive_query = classmethod(parse_query)  # type: ignore[method-assign,assignment]
     try:
         yield
     finally:
         fast_downward.pddl2sas, pddl_logic.GameLogic = original_translate, original_logic
+        textgen._parse_and_convert, textgen.copy_context = original_parse, original_copy_context
+        Rule.parse_conjunctive_query = original_query  # type: ignore[method-assign]
 
 
 def make_engine() -> Any:

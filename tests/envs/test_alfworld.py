@@ -16,7 +16,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.alfworld import actions, prompts
-from envs.alfworld.engine import TASK_TYPES
+from envs.alfworld.engine import TASK_TYPES, fact_strings
 from envs.alfworld.env import AlfworldEnv
 from envs.alfworld.games import SHIPPED_ARCHIVE, index_games
 from envs.alfworld.generator import UNSEEN_SCENES, generate, sample_game
@@ -162,6 +162,48 @@ def test_same_engine_as_alfred_tw_env(env: AlfworldEnv, tmp_path: Path) -> None:
         assert their_infos["won"][0] and info["won"]
     finally:
         batch.close()
+
+
+def test_parsing_caches_change_nothing(cache: Path) -> None:
+    """The memoized template/query parses and shallow contexts (engine.memoized_translation) give the same game.
+
+    Random admissible play (with some inadmissible commands) on one game of each task type, once with the caches
+    and once without: every observation, admissible list, expert action, fact list and goal progress is equal.
+    """
+    plain = AlfworldEnv(cache_translations=False, max_steps=100)
+    cached = AlfworldEnv(cache_translations=True, max_steps=100)
+    try:
+        for n, task_type in enumerate(TASK_TYPES.values()):
+            task_id = plain.task_ids(split="train", task_type=task_type)[0]
+            rng = random.Random(n)
+            runs = []
+            for env in (plain, cached):
+                rng.seed(n)
+                obs, info = env.reset(options={"task_id": task_id})
+                trace = [
+                    (obs, info["available_actions"], info["expert_action"], sorted(fact_strings(env._state["facts"])))
+                ]
+                for _ in range(20):
+                    command = rng.choice([*info["available_actions"], "take the moon"])
+                    obs, reward, terminated, _, info = env.step(command)
+                    trace.append(
+                        (
+                            obs,
+                            info["available_actions"],
+                            info["expert_action"],
+                            sorted(fact_strings(env._state["facts"])),
+                            reward,
+                            info["won"],
+                        )
+                    )
+                    trace.append(info["goal_condition_success"])
+                    if terminated:
+                        break
+                runs.append(trace)
+            assert runs[0] == runs[1], task_type
+    finally:
+        plain.close()
+        cached.close()
 
 
 def test_empty_games_dir_is_refused(cache: Path, tmp_path: Path) -> None:
