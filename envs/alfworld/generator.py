@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from envs.alfworld.engine import TASK_TYPES, ExpertRandom, make_engine, quiet
+from envs.alfworld.engine import TASK_TYPES, ExpertRandom, make_engine, memoized_translation, quiet
 from envs.base import EnvError
 
 logger = logging.getLogger(__name__)
@@ -346,7 +346,7 @@ def expert_stream_seed(task_id: str, expert_seed: int) -> str:
 def expert_walkthrough(engine: Any, game_file: Path, *, max_steps: int, seed: str) -> list[str] | None:
     """Play the handcoded expert on the real engine; its commands if it wins within ``max_steps``, else None."""
     expert_random = ExpertRandom(seed)
-    with expert_random.active(), quiet():
+    with expert_random.active(), quiet(), memoized_translation():
         engine.load(str(game_file))
         state = engine.reset()
         commands: list[str] = []

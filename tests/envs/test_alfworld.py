@@ -48,7 +48,7 @@ def test_shipped_set_covers_every_split_and_task_type(env: AlfworldEnv) -> None:
     assert "resrl/ALFWorld-v0" in envs.env_ids()
     assert SHIPPED_ARCHIVE.stat().st_size < 2_000_000
     counts = {split: len(env.task_ids(split=split)) for split in ("train", "valid_seen", "valid_unseen")}
-    assert counts == {"train": 60, "valid_seen": 20, "valid_unseen": 20}
+    assert counts == {"train": 600, "valid_seen": 20, "valid_unseen": 20}
     for split in counts:
         assert {g.task_type for g in env.games if g.split == split} == set(TASK_TYPES.values())
     scenes = {
