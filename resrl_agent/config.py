@@ -201,13 +201,21 @@ class TrainerConfig(_Section):
     micro_batch_tokens: int = Field(8192, ge=16, description="tokens per forward/backward (gradient accumulation)")
     save_every: int = Field(0, ge=0, description="0 = only at the end")
     eval_every: int = Field(0, ge=0)
-    num_learners: int = Field(1, ge=1)
+    num_learners: int = Field(
+        1, ge=1, description="learner processes in one torch.distributed group (ray driver; > 1 needs it)"
+    )
+    data_parallel: Literal["ddp", "fsdp2"] = Field(
+        "ddp", description="with num_learners > 1: replicated weights (ddp) or sharded ones (fsdp2, fully_shard)"
+    )
     device: str = "cpu"
     sft_epochs: int = Field(0, ge=0, description="SFT warm-start epochs on expert trajectories before RL")
     sft_lr: float = Field(1e-3, gt=0.0)
     sft_tasks: int = Field(64, ge=1, description="expert episodes (one per task) collected for SFT")
     sft_batch_rows: int = Field(16, ge=1, description="rows per SFT optimizer step")
     sft_warmup_steps: int = Field(0, ge=0)
+    sft_schedule: Literal["constant", "cosine"] = Field(
+        "cosine", description="SFT learning rate after warm-up: constant, or cosine decay to 0 at the last step"
+    )
     sft_explore: float = Field(
         0.0, ge=0.0, le=1.0, description="SFT data: chance a turn steps a random admissible command (expert label kept)"
     )

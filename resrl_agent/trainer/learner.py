@@ -14,6 +14,11 @@ Memory (DESIGN.md "Algorithms (exact)", last item):
 
 Alignment (Contract 8 and ``Batch``): the token at position t is predicted by position t - 1, so the hidden state
 handed to ResRL for token t is the penultimate layer's output at t - 1.
+
+Data parallel: with ``parallel`` (a :class:`~resrl_agent.trainer.distributed.DataParallel`) the learner is one rank
+of several. ``ppo_step`` takes this rank's rows; the loss denominator, the gradient, its norm and the skip decision
+are global, so the step equals one learner's on the union of the rows. ``sft_step`` takes the same rows on every
+rank and trains on this rank's share of them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from torch.utils.checkpoint import checkpoint
 
 from resrl_agent.algorithms.losses import ppo_loss
 from resrl_agent.errors import TrainerError
+from resrl_agent.trainer.distributed import DataParallel, assign_groups, clip_grad_norm
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ __all__ = [
     "Learner",
     "LearnerSettings",
     "ResponseForward",
+    "ResponseModule",
     "decoder_layers",
     "plan_micro_batches",
     "token_logprobs",
@@ -139,6 +146,36 @@ def token_logprobs(
     return torch.cat(logps), torch.cat(ents)
 
 
+class ResponseModule(nn.Module):
+    """The learner's forward as one module call: the decoder, then the LM head at the response positions only.
+
+    A module (not a method) so that a wrapper hooking a module's forward sees the whole of it: under fsdp2 this
+    is the root FSDP module, which unshards the embeddings, final norm and LM head for the forward and backward.
+    """
+
+    def __init__(self, policy: nn.Module) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        rows: torch.Tensor,
+        cols: torch.Tensor,
+        *,
+        chunk_tokens: int,
+        temperature: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        decoder = self.policy.get_decoder()  # type: ignore[operator]
+        out = decoder(input_ids=input_ids, attention_mask=attention_mask.long(), use_cache=False)
+        last = out.last_hidden_state  # [B, T, d] after the final norm
+        states = last[rows, cols - 1]  # [n, d]: position t - 1 predicts token t
+        targets = input_ids[rows, cols]
+        head = self.policy.get_output_embeddings()  # type: ignore[operator]
+        return token_logprobs(states, head, targets, chunk_tokens=chunk_tokens, temperature=temperature)
+
+
 @dataclass
 class ResponseForward:
     """Per response token of a micro-batch (``n`` tokens in row-major order of ``mask``)."""
@@ -212,6 +249,11 @@ class LearnerSettings:
         )
 
 
+# Metrics a micro-batch reports as its share of the mini-batch value (already divided by the mini-batch's count):
+# they add up across micro-batches and ranks; every other metric is a mean, weighted by tokens.
+_PARTIAL_SUMS = frozenset({"loss/pg_loss"})
+
+
 def _trim(tensor: torch.Tensor, rows: list[int], width: int) -> torch.Tensor:
     return tensor[rows, :width]
 
@@ -223,11 +265,17 @@ class Learner:
         model: an HF causal LM (``AutoModelForCausalLM``), already on its device.
         settings: optimizer and loss settings.
         seed: seeds the learner's own generator (ResRL subsampling, randomized PCA): never the global RNG.
+            Data-parallel ranks must share it (the mini-batch shuffle comes from it).
+        parallel: this learner is one rank of several (ddp: ``model`` is broadcast from rank 0; fsdp2: it is
+            sharded in place); None for a single learner.
     """
 
-    def __init__(self, model: nn.Module, settings: LearnerSettings, *, seed: int = 0) -> None:
+    def __init__(
+        self, model: nn.Module, settings: LearnerSettings, *, seed: int = 0, parallel: DataParallel | None = None
+    ) -> None:
         self.model = model
         self.settings = settings
+        self.parallel = parallel
         layers = decoder_layers(model)
         if len(layers) < 2:
             raise TrainerError("the model has one decoder layer; ResRL needs a penultimate layer (>= 2 layers)")
@@ -237,6 +285,9 @@ class Learner:
             raise TrainerError(f"{type(model).__name__} has no output embeddings (LM head)")
         if settings.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.module = ResponseModule(model)
+        if parallel is not None:
+            parallel.prepare(model, layers, self.module)  # before the optimizer: fsdp2 replaces the parameters
         self.optimizer = torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad], lr=settings.lr, weight_decay=settings.weight_decay
         )
@@ -277,28 +328,23 @@ class Learner:
         mask = mask.to(device)
         if bool(mask[:, 0].any()):
             raise TrainerError("a response token sits at position 0; every turn needs a prompt before it")
-        policy = self.model if model is None else model
-        decoder = policy.get_decoder()
-        head = self.head if model is None else model.get_output_embeddings()
+        module = self.module if model is None else ResponseModule(model)
+        rows, cols = mask.nonzero(as_tuple=True)  # response tokens, row-major
         capture = HiddenCapture(self.penultimate) if with_hidden else None
         if capture is not None:
             capture.__enter__()
         try:
-            out = decoder(input_ids=input_ids, attention_mask=attention_mask.long(), use_cache=False)
+            logp, ent = module(
+                input_ids,
+                attention_mask,
+                rows,
+                cols,
+                chunk_tokens=self.settings.logit_chunk_tokens,
+                temperature=self.settings.temperature if temperature is None else temperature,
+            )
         finally:
             if capture is not None:
                 capture.__exit__(None, None, None)
-        last = out.last_hidden_state  # [B, T, d] after the final norm
-        rows, cols = mask.nonzero(as_tuple=True)  # response tokens, row-major
-        states = last[rows, cols - 1]  # [n, d]: position t - 1 predicts token t
-        targets = input_ids[rows, cols]
-        logp, ent = token_logprobs(
-            states,
-            head,
-            targets,
-            chunk_tokens=self.settings.logit_chunk_tokens,
-            temperature=self.settings.temperature if temperature is None else temperature,
-        )
         hidden = None
         if capture is not None:
             if capture.value is None:
@@ -327,8 +373,11 @@ class Learner:
         entropy = torch.zeros(mask.shape, dtype=torch.float32)
         lengths = attention_mask.sum(dim=1).tolist()
         hidden_rows: dict[int, torch.Tensor] = {}
+        plans = plan_micro_batches(lengths, self.settings.micro_batch_tokens)
+        # fsdp2: agree on the number of forwards before the first one (each is a sequence of collectives)
+        passes = len(plans) if self.parallel is None or model is not None else self.parallel.aligned_count(len(plans))
         try:
-            for rows in plan_micro_batches(lengths, self.settings.micro_batch_tokens):
+            for rows in plans:
                 width = max(int(lengths[r]) for r in rows)
                 sub_mask = _trim(mask, rows, width)
                 fwd = self.forward_responses(
@@ -348,15 +397,30 @@ class Learner:
                     counts = sub_mask.sum(dim=1).tolist()
                     for r, piece in zip(rows, torch.split(fwd.hidden, counts), strict=True):
                         hidden_rows[r] = piece
+            for _ in range(passes - len(plans)):
+                self._dummy_pass(backward=False)
         finally:
             self.model.train(was_training)
         hidden = torch.cat([hidden_rows[r] for r in range(mask.shape[0])]) if with_hidden and hidden_rows else None
         return logprobs, entropy, hidden
 
+    def _dummy_pass(self, *, backward: bool) -> None:
+        """One forward (and backward) on a 2-token row with a zero loss: joins fsdp2's collectives, adds nothing."""
+        ids = torch.zeros(1, 2, dtype=torch.long)
+        mask = torch.tensor([[False, True]])
+        fwd = self.forward_responses(ids, torch.ones(1, 2, dtype=torch.long), mask, with_hidden=False)
+        if backward:
+            (fwd.logprobs.sum() * 0.0).backward()
+
     def set_reference(self) -> None:
         """Freeze a copy of the current policy as the KL reference (``algo.loss.kl_coef > 0``)."""
         import copy
 
+        if self.parallel is not None and self.parallel.sharded:
+            raise TrainerError(
+                "algo.loss.kl_coef > 0 with trainer.data_parallel=fsdp2: the KL reference copy is not sharded in "
+                "this build; use trainer.data_parallel=ddp or kl_coef=0"
+            )
         self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
 
     def reference_logprobs(
@@ -426,6 +490,12 @@ class Learner:
         fits the policy, and sampling at T != 1 rescales it later.
         """
 
+        if self.parallel is not None:  # every rank got the same rows: train on this rank's share, by token count
+            counts = mask.sum(dim=1).tolist()
+            owner = assign_groups(list(range(len(counts))), counts, self.parallel.world_size)
+            mine = [i for i, r in enumerate(owner) if r == self.parallel.rank]
+            input_ids, attention_mask, mask = input_ids[mine], attention_mask[mine], mask[mine]
+
         def loss_fn(rows: list[int], width: int, fwd: ResponseForward, denominator: float) -> Any:
             n = int(fwd.logprobs.numel())
             loss = -fwd.logprobs.sum() / denominator
@@ -445,28 +515,36 @@ class Learner:
         apply: bool = True,
         temperature: float | None = None,
     ) -> dict[str, float]:
-        """Forward/backward every micro-batch, then clip and step, skipping the step on a non-finite loss/grad."""
+        """Forward/backward every micro-batch, then clip and step, skipping the step on a non-finite loss/grad.
+
+        With ``parallel``, the denominator is the global count, gradients are summed over ranks, the norm is the
+        global one and a non-finite loss or gradient on any rank skips the step on all of them.
+        """
         start = time.perf_counter()
+        par = self.parallel
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         mask = mask.to(torch.bool)
         lengths = attention_mask.sum(dim=1).tolist()
         agg = "token-mean" if force_token_mean else self.settings.agg
-        if agg == "token-mean":
-            denominator = float(max(int(mask.sum()), 1))
-        else:
-            denominator = float(max(int((mask.sum(dim=1) > 0).sum()), 1))
+        num_tokens = int(mask.sum())
+        num_rows = int((mask.sum(dim=1) > 0).sum())
+        if par is not None:
+            num_tokens, num_rows = (int(v) for v in par.sum([num_tokens, num_rows]))
+        denominator = float(max(num_tokens if agg == "token-mean" else num_rows, 1))
         sums: dict[str, float] = {}
         weights: dict[str, float] = {}
         total_loss = 0.0
         finite = True
-        num_tokens = int(mask.sum())
-        micro = plan_micro_batches(lengths, self.settings.micro_batch_tokens)
+        micro = [
+            rows
+            for rows in plan_micro_batches(lengths, self.settings.micro_batch_tokens)
+            if bool(_trim(mask, rows, max(int(lengths[r]) for r in rows)).any())
+        ]
+        passes = len(micro) if par is None else par.aligned_count(len(micro))
         for rows in micro:
             width = max(int(lengths[r]) for r in rows)
             sub_mask = _trim(mask, rows, width)
-            if not bool(sub_mask.any()):
-                continue
             fwd = self.forward_responses(
                 _trim(input_ids, rows, width),
                 _trim(attention_mask, rows, width),
@@ -477,7 +555,10 @@ class Learner:
             loss, metrics, n = loss_fn(rows, width, fwd, denominator)
             if not bool(torch.isfinite(loss)):
                 finite = False
-                break
+                if par is None or not par.sharded:
+                    break
+                loss.backward()  # fsdp2: the backward is a collective the other ranks wait for; the step is skipped
+                continue
             loss.backward()
             total_loss += float(loss.detach())
             for key, value in metrics.items():
@@ -485,15 +566,26 @@ class Learner:
                 if key.endswith("_max"):
                     sums[key] = max(sums.get(key, -math.inf), v)
                     weights[key] = 1.0
+                elif key in _PARTIAL_SUMS:
+                    sums[key] = sums.get(key, 0.0) + v
+                    weights[key] = 1.0
                 else:
                     sums[key] = sums.get(key, 0.0) + v * n
                     weights[key] = weights.get(key, 0.0) + n
+        num_micro = len(micro)
+        if par is not None:
+            for _ in range(passes - len(micro)):
+                self._dummy_pass(backward=True)
+            par.sync_grads([p for p in self.model.parameters() if p.requires_grad])
+            sums, weights, total_loss, finite, num_micro = _merge_ranks(
+                par.gather((sums, weights, total_loss, finite, len(micro)))
+            )
         if not apply:
             return {key: sums[key] / max(weights[key], 1e-12) for key in sums} | {"loss/total": total_loss}
         grad_norm = math.nan
         if finite:
             params = [p for p in self.model.parameters() if p.grad is not None]
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, self.settings.grad_clip)) if params else 0.0
+            grad_norm = clip_grad_norm(params, self.settings.grad_clip, parallel=par)
             finite = math.isfinite(grad_norm)
         out = {key: sums[key] / max(weights[key], 1e-12) for key in sums}
         if finite:
@@ -515,14 +607,33 @@ class Learner:
                 "optim/grad_norm": grad_norm,
                 "optim/lr": float(self.optimizer.param_groups[0]["lr"]),
                 "guard/skipped_step": 0.0 if finite else 1.0,
-                "perf/micro_batches": float(len(micro)),
+                "perf/micro_batches": float(num_micro),
                 "perf/train_tokens_per_s": num_tokens / elapsed if elapsed > 0 else 0.0,
             }
         )
         return out
 
     # ------------------------------------------------------------------------------------------ checkpoints
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """The whole model's weights on CPU (a collective under fsdp2: every rank must call it)."""
+        if self.parallel is not None:
+            return self.parallel.full_state_dict(self.model)
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+
     def state_dict(self) -> dict[str, Any]:
+        """Model, optimizer, scheduler, generator, counters; whole tensors, in the single learner's format.
+
+        A collective under fsdp2 (every rank calls it; rank 0 writes the checkpoint).
+        """
+        if self.parallel is not None:
+            return {
+                "model": self.parallel.full_state_dict(self.model),
+                "optimizer": self.parallel.full_optimizer_state(self.optimizer),
+                "scheduler": self.scheduler.state_dict(),
+                "generator": self.generator.get_state(),
+                "steps": self.steps,
+                "skipped_steps": self.skipped_steps,
+            }
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -533,8 +644,13 @@ class Learner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        """Load a whole state (any learner's: one, ddp or fsdp2); under fsdp2 each rank keeps its shard."""
+        if self.parallel is not None:
+            self.parallel.load_full_state_dict(self.model, state["model"])
+            self.parallel.load_optimizer_state(self.optimizer, state["optimizer"])
+        else:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         self.steps = int(state["steps"])
@@ -549,3 +665,29 @@ class Learner:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
         )
+
+
+def _merge_ranks(
+    parts: list[tuple[dict[str, float], dict[str, float], float, bool, int]],
+) -> tuple[dict[str, float], dict[str, float], float, bool, int]:
+    """Token-weighted metric sums, the loss, the finite flag and the micro-batch count of every rank, combined."""
+    sums: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    for part_sums, part_weights, _, _, _ in parts:
+        for key, value in part_sums.items():
+            if key.endswith("_max"):
+                sums[key] = max(sums.get(key, -math.inf), value)
+                weights[key] = 1.0
+            elif key in _PARTIAL_SUMS:
+                sums[key] = sums.get(key, 0.0) + value
+                weights[key] = 1.0
+            else:
+                sums[key] = sums.get(key, 0.0) + value
+                weights[key] = weights.get(key, 0.0) + part_weights[key]
+    return (
+        sums,
+        weights,
+        sum(p[2] for p in parts),
+        all(p[3] for p in parts),
+        sum(p[4] for p in parts),
+    )

@@ -2,7 +2,7 @@
 
 One process holds the learner and the HF inference engine (sharing the policy's weights when both are on the
 same device, so "pushing weights" costs nothing). The Ray driver (:mod:`resrl_agent.trainer.ray_driver`) runs the
-same phases with rollout workers, an inference actor and a learner actor.
+same phases with rollout workers, an inference actor and one or several learner actors (``trainer.num_learners``).
 
 Determinism (``trainer.deterministic``): every generation request is its own batch of one, seeded from the run
 seed, the iteration, the task slot, the sample and the turn (``TaskSpec.seed`` comes from ``derive_seed(seed,
@@ -108,6 +108,12 @@ class Trainer:
     def _setup(self) -> None:
         """Build the policy, learner and inference engine in this process (the Ray driver builds actors)."""
         config = self.config
+        if config.trainer.num_learners > 1:
+            raise TrainerError(
+                f"trainer.num_learners={config.trainer.num_learners} needs trainer.driver=ray (it starts one learner "
+                "actor per rank); the single-process trainer has one learner. Without Ray, run your own processes "
+                "with resrl_agent.trainer.distributed (init_learner_group, DataParallel, train_on_episodes)"
+            )
         if config.engine.backend != "hf":
             raise TrainerError(
                 f"engine.backend={config.engine.backend!r}: the trainer drives the HF engine here; vLLM and "

@@ -1,4 +1,4 @@
-"""The Ray driver: rollout worker actors, an inference actor and a learner actor around the same plain classes.
+"""The Ray driver: rollout worker actors, an inference actor and learner actor(s) around the same plain classes.
 
 Every actor is a plain class that works without Ray (:class:`LearnerWorker`, :class:`InferenceWorker`,
 :class:`RolloutWorker`); Ray only places and wraps them. Each asks for ``trainer.worker_cpus`` (fractional) CPUs, so
@@ -7,6 +7,13 @@ on a 2-core machine all of them get a slot.
 Rollouts are dispatched one group at a time (the G rollouts of one task go to one worker). A worker that dies
 (its process killed) is replaced by a fresh actor and the groups it held are re-run from scratch on some worker,
 so each group comes back exactly once with all G episodes: none lost, none duplicated.
+
+With ``trainer.num_learners`` = N > 1 the driver starts N learner actors (one GPU each on CUDA). Rank 0 picks the
+rendezvous address (its node's IP and a free port) and every actor joins one torch.distributed group (nccl on CUDA,
+gloo on CPU) and builds its learner (``trainer.data_parallel``: ddp or fsdp2; see
+:mod:`resrl_agent.trainer.distributed`). Every actor gets the whole episode list (one object in the object store)
+and keeps its episode groups; weights for inference and checkpoints come from rank 0 (gathered whole under fsdp2,
+which every rank joins); a resumed state is loaded into every rank.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from resrl_agent.jobs import rollout_settings
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import RolloutSettings, TaskSpec, run_episodes
 from resrl_agent.seeding import derive_seed, seed_everything
+from resrl_agent.trainer.distributed import DataParallel, free_port, init_learner_group
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.loop import Trainer
 from resrl_agent.trainer.sft import sft_phase
@@ -51,14 +59,44 @@ def _load(config: RunConfig, device: str) -> tuple[Any, Any]:
 
 
 class LearnerWorker:
-    """The learner and its update (GPU when present); the learner actor wraps it."""
+    """The learner and its update (GPU when present); the learner actor(s) wrap it.
 
-    def __init__(self, config: RunConfig) -> None:
+    With ``world_size`` > 1 the worker is rank ``rank`` of the learners: it loads the model at once, and builds its
+    learner in :meth:`join`, after the process group exists (fsdp2 shards the model before the optimizer is made).
+    Every rank receives the same calls; :meth:`weights` and :meth:`state_dict` return the whole state on rank 0
+    and ``{}`` elsewhere.
+    """
+
+    def __init__(self, config: RunConfig, rank: int = 0, world_size: int = 1) -> None:
         seed_everything(config.seed)
         self.config = config
-        model, tokenizer = _load(config, config.trainer.device)
+        self.rank, self.world_size = rank, world_size
+        self._model, tokenizer = _load(config, config.trainer.device)
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
-        self.learner = Learner(model, LearnerSettings.from_config(config), seed=derive_seed(config.seed, "learner"))
+        self._learner: Learner | None = None
+        if world_size == 1:
+            self._build(None)
+
+    def _build(self, parallel: DataParallel | None) -> None:
+        config = self.config
+        settings = LearnerSettings.from_config(config)
+        self._learner = Learner(self._model, settings, seed=derive_seed(config.seed, "learner"), parallel=parallel)
+
+    @property
+    def learner(self) -> Learner:
+        if self._learner is None:
+            raise TrainerError(f"learner rank {self.rank} of {self.world_size} has not joined its group (join())")
+        return self._learner
+
+    def address(self) -> tuple[str, int]:
+        """Rank 0: where the others meet it (this node's IP, a free port)."""
+        return ray.util.get_node_ip_address(), free_port()
+
+    def join(self, addr: str, port: int) -> int:
+        """Join the learners' process group and build this rank's learner (a collective: all ranks at once)."""
+        init_learner_group(self.rank, self.world_size, addr=addr, port=port, device=self.config.trainer.device)
+        self._build(DataParallel(self.config.trainer.data_parallel))
+        return self.rank
 
     def update(self, episodes: list[Episode]) -> dict[str, float]:
         return train_on_episodes(self.learner, episodes, self.config, pad_id=self.pad_id)
@@ -67,10 +105,18 @@ class LearnerWorker:
         return sft_phase(self.learner, episodes, self.config, pad_id=self.pad_id)
 
     def weights(self) -> dict[str, Any]:
-        return {k: v.detach().cpu() for k, v in self.learner.model.state_dict().items()}
+        parallel = self.learner.parallel
+        if self.rank != 0 and (parallel is None or not parallel.sharded):
+            return {}  # replicas: rank 0's copy is the one sent
+        state = self.learner.model_state()  # fsdp2: every rank joins the gather
+        return state if self.rank == 0 else {}
 
     def state_dict(self) -> dict[str, Any]:
-        return self.learner.state_dict()
+        parallel = self.learner.parallel
+        if self.rank != 0 and (parallel is None or not parallel.sharded):
+            return {}
+        state = self.learner.state_dict()
+        return state if self.rank == 0 else {}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.learner.load_state_dict(state)
@@ -157,10 +203,17 @@ class RayTrainer(Trainer):
         self.pad_id = int(tokenizer.pad_token_id)
         learner_cuda = config.trainer.device.startswith("cuda")
         engine_cuda = config.engine.device.startswith("cuda")
-        # Both on one GPU: each actor asks for half of it (an actor with num_gpus=0 sees no GPU at all).
+        # Both on one GPU: each actor asks for half of it (an actor with num_gpus=0 sees no GPU at all). Several
+        # learners take one GPU each (nccl wants one rank per device).
         share = 0.5 if learner_cuda and engine_cuda else 1
-        gpu = share if learner_cuda else 0
-        self.learner_actor = ray.remote(LearnerWorker).options(num_cpus=cpus, num_gpus=gpu).remote(config)
+        n = config.trainer.num_learners
+        gpu = (share if n == 1 else 1) if learner_cuda else 0
+        learner_cls = ray.remote(LearnerWorker).options(num_cpus=cpus, num_gpus=gpu)
+        self.learners = [learner_cls.remote(config, rank, n) for rank in range(n)]
+        if n > 1:
+            addr, port = ray.get(self.learners[0].address.remote())
+            ray.get([actor.join.remote(addr, port) for actor in self.learners])
+        self.learner_actor = self.learners[0]
         engine_gpu = share if engine_cuda else 0
         self.inference = ray.remote(InferenceWorker).options(num_cpus=cpus, num_gpus=engine_gpu).remote(config)
         self._worker_cls = ray.remote(max_restarts=0)(RolloutWorker)
@@ -173,25 +226,38 @@ class RayTrainer(Trainer):
         return self._worker_cls.options(num_cpus=self.config.trainer.worker_cpus).remote(self.config, self.inference)
 
     # ------------------------------------------------------------------------------------------- the phases
+    def _on_learners(self, method: str, *args: Any) -> Any:
+        """Call ``method`` on every learner at once (their collectives need all ranks); rank 0's result."""
+        refs = [getattr(actor, method).remote(*args) for actor in self.learners]
+        first = ray.get(refs[0])
+        ray.get(refs[1:])
+        return first
+
     def push_weights(self) -> None:
         self.version += 1
-        ray.get(self.inference.update_weights.remote(self.learner_actor.weights.remote(), self.version))
+        refs = [actor.weights.remote() for actor in self.learners]
+        ray.get(self.inference.update_weights.remote(refs[0], self.version))
+        ray.get(refs[1:])
 
     def update(self, episodes: list[Episode]) -> dict[str, float]:
-        metrics: dict[str, float] = ray.get(self.learner_actor.update.remote(episodes))
+        shared = ray.put(episodes) if len(self.learners) > 1 else episodes
+        metrics: dict[str, float] = self._on_learners("update", shared)
         metrics["ray/replaced_workers"] = float(self.replaced_workers)
+        metrics["ray/learners"] = float(len(self.learners))
         return metrics
 
     def sft_update(self, episodes: list[Episode]) -> list[dict[str, float]]:
-        history: list[dict[str, float]] = ray.get(self.learner_actor.sft.remote(episodes))
+        shared = ray.put(episodes) if len(self.learners) > 1 else episodes
+        history: list[dict[str, float]] = self._on_learners("sft", shared)
         return history
 
     def learner_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = ray.get(self.learner_actor.state_dict.remote())
+        state: dict[str, Any] = self._on_learners("state_dict")
         return state
 
     def load_learner_state(self, state: dict[str, Any]) -> None:
-        ray.get(self.learner_actor.load_state_dict.remote(state))
+        shared = ray.put(state) if len(self.learners) > 1 else state
+        self._on_learners("load_state_dict", shared)
 
     def rollout(
         self,
@@ -250,5 +316,5 @@ class RayTrainer(Trainer):
 
     def close(self) -> None:
         """Stop this run's actors (the Ray instance itself stays up)."""
-        for handle in [*self.workers, self.inference, self.learner_actor]:
+        for handle in [*self.workers, self.inference, *self.learners]:
             ray.kill(handle)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -31,7 +32,7 @@ from resrl_agent.types import Batch, Episode, Turn, collate
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["expert_episodes", "expert_response_text", "sft_epochs"]
+__all__ = ["expert_episodes", "expert_response_text", "sft_epochs", "sft_lr_factor", "sft_phase"]
 
 
 def _same_action(parsed: str | None, action: str) -> bool:
@@ -230,6 +231,18 @@ def sft_epochs(
     return history
 
 
+def sft_lr_factor(step: int, *, warmup: int, total: int) -> float:
+    """The SFT learning-rate multiplier at optimizer step ``step`` (0-based): linear warm-up, then cosine to 0.
+
+    Step ``warmup`` runs at the full rate and the last step (``total - 1``) at the smallest nonzero one.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    span = max(total - warmup, 1)
+    progress = min((step - warmup) / span, 1.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def sft_phase(
     learner: Learner, episodes: Sequence[Episode], config: RunConfig, *, pad_id: int
 ) -> list[dict[str, float]]:
@@ -237,6 +250,13 @@ def sft_phase(
     t = config.trainer
     rl = learner.settings
     learner.reset_optimizer(lr=t.sft_lr, warmup_steps=t.sft_warmup_steps)
+    if t.sft_schedule == "cosine":
+        window = config.rollout.context_mode == "window"
+        rows = sum(len(e.turns) for e in episodes) if window else len(episodes)  # collate's rows (Contract 7)
+        total = t.sft_epochs * -(-rows // t.sft_batch_rows)
+        learner.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            learner.optimizer, lambda step: sft_lr_factor(step, warmup=t.sft_warmup_steps, total=total)
+        )
     history = sft_epochs(
         learner,
         episodes,

@@ -8,6 +8,11 @@ Per turn (Contract 7): every assistant span carries its own turn's advantage, so
 row (a sample) and in ``concat`` mode the token weights apply span by span inside one row. Positive tokens are
 the valid tokens with advantage > 0, negative ones advantage < 0 (``algo.resrl.positive=advantage``), or all tokens
 of an episode whose return is > 0 (``score``, the paper's single-turn rule).
+
+Data parallel (``learner.parallel``, :mod:`resrl_agent.trainer.distributed`): every rank gets the whole episode list,
+collates it and computes the advantages over it; then it keeps the rows of its episode groups (whole groups,
+balanced by tokens), recomputes their logprobs and states, fits ResRL on them, and takes part in every PPO
+mini-batch with its rows of it. The update equals the single learner's on the whole batch.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from resrl_agent.algorithms.advantages import dapo_keep_mask, dapo_overlong_pena
 from resrl_agent.algorithms.gigpo import gigpo_advantages
 from resrl_agent.algorithms.resrl import alignment_bound, reweight_advantages, token_weights
 from resrl_agent.config import AlgoConfig, RunConfig
+from resrl_agent.seeding import derive_seed
+from resrl_agent.trainer.distributed import assign_groups
 from resrl_agent.trainer.learner import Learner
 from resrl_agent.types import Batch, Episode, collate
 
@@ -120,7 +127,8 @@ def apply_resrl(
     row_score: torch.Tensor,
     algo: AlgoConfig,
     *,
-    generator: torch.Generator | None = None,
+    seed: int | None = None,
+    group_names: Sequence[str] | None = None,
     alignment: bool = True,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """ResRL's token weights per group, then the advantage transform; returns reweighted [B, T] advantages.
@@ -132,6 +140,9 @@ def apply_resrl(
             from the learner's forward.
         row_group: [B] long, the ResRL group of each row (its episode group).
         row_score: [B] float, the row's episode return (``algo.resrl.positive=score``: positive when > 0).
+        seed, group_names: the randomness (subsampling, randomized PCA) of group g comes from a generator seeded
+            with ``derive_seed(seed, group_names[g])``, so a group's weights do not depend on which other groups
+            share the call (data-parallel ranks fit different groups); None: a fixed seed per group.
     """
     r = algo.resrl
     if r.reweight == "none":
@@ -149,25 +160,34 @@ def apply_resrl(
         positive = loss_mask & row_pos[:, None]
         negative = loss_mask & ~row_pos[:, None]
     rows, _ = loss_mask.nonzero(as_tuple=True)
-    token_group = row_group[rows].tolist()  # the ResRL group of a token: its episode group
+    token_group = row_group[rows]  # the ResRL group of a token: its episode group
     # Each loss token is a row of length 1, so the hidden states stay compact ([n, 1, d], no padding).
     tok_pos = positive[loss_mask][:, None]
     tok_neg = negative[loss_mask][:, None]
     ones = torch.ones_like(tok_pos)
     h = hidden[:, None, :]
     kwargs = {"rank": r.rank, "max_pos_tokens": r.max_pos_tokens, "svd": r.svd, "niter": r.niter}
-    w_tok = token_weights(
-        h,
-        ones.to(h.device),
-        tok_pos.to(h.device),
-        token_group,
-        negative=tok_neg.to(h.device),
-        q_low=r.q_low,
-        q_high=r.q_high,
-        min_weight=r.min_weight,
-        generator=generator,
-        **kwargs,  # type: ignore[arg-type]
-    )[:, 0].cpu()
+    w_tok = torch.ones(n, dtype=torch.float32)
+    for g in torch.unique(token_group).tolist():
+        idx = (token_group == g).nonzero(as_tuple=True)[0]
+        if not (bool(tok_pos[idx].any()) and bool(tok_neg[idx].any())):
+            continue  # no positive or no negative token: the negatives keep w = 1 (positives get lambda anyway)
+        name = group_names[g] if group_names is not None else g
+        generator = None if seed is None else torch.Generator(device=h.device).manual_seed(derive_seed(seed, name))
+        dev = idx.to(h.device)
+        w_tok[idx] = token_weights(
+            h[dev],
+            ones[idx].to(h.device),
+            tok_pos[idx].to(h.device),
+            [g] * int(idx.numel()),
+            negative=tok_neg[idx].to(h.device),
+            q_low=r.q_low,
+            q_high=r.q_high,
+            min_weight=r.min_weight,
+            generator=generator,
+            **kwargs,  # type: ignore[arg-type]
+        )[:, 0].cpu()
+    token_group_list = token_group.tolist()
     weights = torch.ones_like(token_adv)
     weights[loss_mask] = w_tok
     out = reweight_advantages(token_adv, weights, positive, pos_scale=r.pos_scale)
@@ -180,7 +200,7 @@ def apply_resrl(
     metrics["resrl/neg_reweighted_frac"] = float((neg_w < 1).float().mean()) if neg_w.numel() else 0.0
     if alignment:
         stats = alignment_bound(
-            h, ones.to(h.device), tok_pos.to(h.device), token_group, negative=tok_neg.to(h.device), **kwargs
+            h, ones.to(h.device), tok_pos.to(h.device), token_group_list, negative=tok_neg.to(h.device), **kwargs
         )
         metrics.update(stats.summary())
     return out, metrics
@@ -195,6 +215,46 @@ def _mean_metrics(records: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
+# metrics each rank computes on its own rows, and how their values combine across ranks
+_SUMMED = {"resrl/pos_tokens", "resrl/neg_tokens", "resrl/groups_processed"}
+_PER_GROUP = {"resrl/residual_energy_mean", "resrl/projection_energy_mean"}
+
+
+def _rank_weight(key: str, metrics: dict[str, float], tokens: float) -> float:
+    if key.startswith("resrl/neg_weight") or key == "resrl/neg_reweighted_frac":
+        return metrics.get("resrl/neg_tokens", 0.0)
+    if key in _PER_GROUP:
+        return metrics.get("resrl/groups_processed", 0.0)
+    return tokens
+
+
+def merge_rank_metrics(parts: Sequence[tuple[dict[str, float], float]]) -> dict[str, float]:
+    """Combine per-rank update metrics ``(metrics, loss tokens)``: counts add, means are weighted by what they
+    average (tokens, negative tokens, processed groups), stds pool exactly, mins/maxes and times take the extreme."""
+    out: dict[str, float] = {}
+    keys = dict.fromkeys(k for m, _ in parts for k in m)
+    for key in keys:
+        have = [(m[key], _rank_weight(key, m, n), m) for m, n in parts if key in m]
+        if key in _SUMMED:
+            out[key] = sum(v for v, _, _ in have)
+        elif key.startswith("time/") or key.endswith("_max"):
+            out[key] = max(v for v, _, _ in have)
+        elif key.endswith("_min"):
+            out[key] = min(v for v, _, _ in have)
+        elif key.endswith("_std"):
+            mean_key = key[: -len("_std")] + "_mean"
+            rows = [(v, w, m[mean_key]) for v, w, m in have if w > 0 and mean_key in m]
+            total = sum(w for _, w, _ in rows)
+            mean = sum(w * mu for _, w, mu in rows) / total if total else 0.0
+            spread = sum((w - 1) * v * v + w * (mu - mean) ** 2 for v, w, mu in rows)
+            out[key] = (spread / (total - 1)) ** 0.5 if total > 1 else 0.0
+        else:
+            rows2 = [(v, w) for v, w, _ in have if w > 0 and v == v]  # v == v drops NaN (no processed group)
+            total = sum(w for _, w in rows2)
+            out[key] = sum(v * w for v, w in rows2) / total if total else (have[0][0] if have else float("nan"))
+    return out
+
+
 def train_on_episodes(
     learner: Learner, episodes: Sequence[Episode], config: RunConfig, *, pad_id: int = 0
 ) -> dict[str, float]:
@@ -203,7 +263,12 @@ def train_on_episodes(
     The old logprobs and the hidden states come from one forward of the current policy over the whole batch
     (Contract 6: the learner recomputes them); the PPO mini-batches then reuse them, so ResRL's groups are never
     cut by a micro-batch.
+
+    With ``learner.parallel`` every rank passes the same ``episodes`` and runs this together with the others:
+    each rank keeps the rows of its episode groups (:func:`~resrl_agent.trainer.distributed.assign_groups`);
+    the returned metrics are the whole batch's on every rank.
     """
+    par = learner.parallel
     mode = config.rollout.context_mode
     # An episode that ended with env_error says nothing about the policy (its env crashed, hung or lost its
     # server): it enters neither the group statistics nor the loss; the rest of its group is trained on as usual.
@@ -225,41 +290,62 @@ def train_on_episodes(
     if rows.numel() == 0:
         metrics["update/skipped"] = 1.0
         return metrics
-    width = int(batch.attention_mask[rows].sum(dim=1).max())
-    ids = batch.input_ids[rows, :width]
-    attn = batch.attention_mask[rows, :width]
-    mask = keep_tok[rows, :width]
-    adv = token_adv[rows, :width]
-    rollout_logp = batch.old_logprobs[rows, :width]
+    # This rank's rows (positions into ``rows``): whole episode groups, balanced by loss tokens.
+    if par is None:
+        mine = torch.arange(rows.numel())
+    else:
+        owner = assign_groups(batch.group_idx[rows].tolist(), keep_tok[rows].sum(dim=1).tolist(), par.world_size)
+        mine = torch.tensor([i for i, r in enumerate(owner) if r == par.rank], dtype=torch.long)
+    local_rows = rows[mine]
+    width = int(batch.attention_mask[local_rows].sum(dim=1).max()) if local_rows.numel() else 1
+    ids = batch.input_ids[local_rows, :width]
+    attn = batch.attention_mask[local_rows, :width]
+    mask = keep_tok[local_rows, :width]
+    adv = token_adv[local_rows, :width]
+    rollout_logp = batch.old_logprobs[local_rows, :width]
     resrl_on = config.algo.resrl.reweight == "resrl"
+    local: dict[str, float] = {}
     start = time.perf_counter()
     old_logp, entropy, hidden = learner.compute_logprobs(ids, attn, mask, with_hidden=resrl_on)
-    metrics["time/old_logprob_s"] = time.perf_counter() - start
-    # Contract 6: the rollout's logprobs and the learner's recomputation agree up to numerics (same weights).
-    metrics["rollout/logprob_abs_diff"] = float((old_logp - rollout_logp)[mask].abs().mean())
-    metrics["rollout/entropy"] = float(entropy[mask].mean())
+    local["time/old_logprob_s"] = time.perf_counter() - start
+    has_tokens = bool(mask.any())
+    if has_tokens:
+        # Contract 6: the rollout's logprobs and the learner's recomputation agree up to numerics (same weights).
+        local["rollout/logprob_abs_diff"] = float((old_logp - rollout_logp)[mask].abs().mean())
+        local["rollout/entropy"] = float(entropy[mask].mean())
     start = time.perf_counter()
-    adv, resrl_metrics = apply_resrl(
-        adv,
-        mask,
-        hidden,
-        batch.group_idx[rows],
-        batch.episode_return[batch.row_episode[rows]],
-        config.algo,
-        generator=learner.generator,
-    )
-    metrics.update(resrl_metrics)
-    metrics["time/resrl_s"] = time.perf_counter() - start
-    metrics.update(tensor_stats("adv/token", adv[mask]))
+    if resrl_on:
+        # one draw per update on every rank (generators stay in step); each group's randomness derives from it
+        resrl_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=learner.generator))
+        if has_tokens:
+            adv, resrl_metrics = apply_resrl(
+                adv,
+                mask,
+                hidden,
+                batch.group_idx[local_rows],
+                batch.episode_return[batch.row_episode[local_rows]],
+                config.algo,
+                seed=resrl_seed,
+                group_names=batch.group_ids,
+            )
+            local.update(resrl_metrics)
+    local["time/resrl_s"] = time.perf_counter() - start
+    local.update(tensor_stats("adv/token", adv[mask]))
+    tokens = float(mask.sum())
+    metrics.update(local if par is None else merge_rank_metrics(par.gather((local, tokens))))
     ref = None
     if config.algo.loss.kl_coef > 0:
         ref = learner.reference_logprobs(ids, attn, mask)
+    # position in ``rows`` -> index into this rank's tensors (-1: another rank's row)
+    to_local = torch.full((rows.numel(),), -1, dtype=torch.long)
+    to_local[mine] = torch.arange(mine.numel())
     steps: list[dict[str, float]] = []
     num_mini = min(config.trainer.mini_batches, int(rows.numel()))
     for _ in range(config.trainer.ppo_epochs):
-        order = torch.randperm(int(rows.numel()), generator=learner.generator)
+        order = torch.randperm(int(rows.numel()), generator=learner.generator)  # the same on every rank
         for chunk in torch.tensor_split(order, num_mini):
-            sel = chunk.sort().values
+            sel = to_local[chunk.sort().values]
+            sel = sel[sel >= 0]
             steps.append(
                 learner.ppo_step(
                     ids[sel],

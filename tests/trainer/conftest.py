@@ -82,6 +82,6 @@ def ray_session() -> Iterator[Any]:
     ray.shutdown()
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def episode_factory() -> Any:
     return make_episodes

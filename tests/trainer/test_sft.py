@@ -97,3 +97,13 @@ def test_expert_episodes_explore_keeps_expert_labels_off_the_expert_path(tiny_to
     plain = expert_episodes(env_id, tasks, formatter, settings, env_kwargs=kwargs, only_won=False)[0]
     assert all(t.info == {} for t in plain.turns)
     assert plain.turns[0].response_text == episode.turns[0].response_text  # same first state, same label
+
+
+def test_sft_lr_factor_warms_up_then_decays_to_zero() -> None:
+    from resrl_agent.trainer.sft import sft_lr_factor
+
+    factors = [sft_lr_factor(s, warmup=2, total=6) for s in range(6)]
+    # warm-up 1/2, 2/2; then cos over 4 steps: 1, (1+cos(pi/4))/2, 1/2, (1+cos(3pi/4))/2
+    expected = [0.5, 1.0, 1.0, 0.8535534, 0.5, 0.1464466]
+    assert all(abs(f - e) < 1e-6 for f, e in zip(factors, expected, strict=True))
+    assert sft_lr_factor(10, warmup=0, total=6) == 0.0
