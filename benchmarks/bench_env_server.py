@@ -1,17 +1,32 @@
 """Env server benchmark: ours (worker processes, and threads) against OpenEnv's server, same echo workload.
 
-Workload per configuration: S sessions (1, 8, 64) each open, reset, ``--steps`` steps, close, all concurrently;
+Workload per configuration: S sessions (1, 8, 64) each open, reset, ``--steps`` steps, close, all concurrently
+(ours over the WebSocket: create over HTTP, then reset, steps and the close op on the session's socket);
 reported: steps/s over the whole run, p50/p99 step latency. Transports: ours over HTTP (one request per step),
 over the session WebSocket, and with the batched step (one WebSocket message steps all S sessions); OpenEnv
 over its /ws (its sessions live only on the WebSocket; its HTTP /step is stateless, so it is not comparable).
-Both servers run one uvicorn worker pinned to CPU 0 (our env worker processes inherit that placement); the
-client (aiohttp, asyncio) runs pinned to CPU 1. A churn run (create, 10 steps, close, ``--churn`` times) reports
-the server's memory (server + workers RSS) before and after.
+Both servers run one uvicorn worker pinned to CPU 0 (our env worker processes inherit that placement, so by
+default the server starts one of them: its default is the CPUs it may run on); the client (aiohttp, asyncio)
+runs pinned to CPU 1. A churn run (create, 10 steps, close, ``--churn`` times) reports the server's memory
+(server + workers RSS) before and after.
 
-    python benchmarks/bench_env_server.py [--steps 500] [--sizes 1,8,64] [--churn 10000]
+The machine may be shared, so the sides are measured interleaved: every server is started first and warmed up
+(one short unrecorded run of each configuration), then each size runs ``--rounds`` rounds, and each round runs
+every configuration once, in an order rotated from round to round. Each row prints the median over the rounds
+(steps/s with its min-max, p50, p99), the ratios compare medians, and "won" counts the rounds in which ours
+beat OpenEnv's run of the same round. The load average is printed before and after.
 
-Needs ``openenv-core`` (``pip install openenv-core``; not a dependency of resrl-agent) for the OpenEnv rows;
-without it those rows are skipped and the script says so.
+    python benchmarks/bench_env_server.py [--steps 500] [--sizes 1,8,64] [--rounds 5] [--churn 10000] [--quick]
+
+The OpenEnv rows need ``openenv-core`` (not a dependency of resrl-agent; it pulls gradio, so keep it out of the
+project's venv) in the Python that runs this script, which starts both servers with its own interpreter. So use
+a separate venv holding both::
+
+    python3 -m venv /work/bench-venv
+    /work/bench-venv/bin/pip install -e . openenv-core aiohttp
+    /work/bench-venv/bin/python benchmarks/bench_env_server.py --quick
+
+Without ``openenv-core`` the OpenEnv rows are skipped and the script says so.
 """
 
 from __future__ import annotations
@@ -36,11 +51,12 @@ SERVER_CPU, CLIENT_CPU = 0, 1
 
 
 # -- servers (each in its own process, pinned to SERVER_CPU) ----------------------------------------------------
-def _serve_ours(port: int, isolation: str, workers: int) -> None:
+def _serve_ours(port: int, isolation: str, workers: int | None) -> None:
     from servers.env_server import EnvServerSettings, serve
 
+    options: dict[str, Any] = {"workers": workers} if workers else {}
     settings = EnvServerSettings(
-        envs=["resrl/Echo-v0"], workers=workers, isolation=isolation, max_sessions=100_000, session_ttl_s=3600
+        envs=["resrl/Echo-v0"], isolation=isolation, max_sessions=100_000, session_ttl_s=3600, **options
     )
     serve(settings, "127.0.0.1", port, log_level="warning")
 
@@ -75,7 +91,8 @@ def _serve_openenv(port: int) -> None:
             return self._state
 
     app = create_fastapi_app(EchoEnvironment, EchoAction, EchoObservation, max_concurrent_envs=100_000)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    # "critical": openenv 0.3.0 logs a traceback for every client that closes its socket (the close races its own)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="critical")
 
 
 def _free_port() -> int:
@@ -145,6 +162,9 @@ async def _ours_session(http: aiohttp.ClientSession, url: str, steps: int, mode:
                 answer = await ws.receive_str()
                 lat.append(time.perf_counter() - start)
             assert '"result"' in answer, answer
+            await ws.send_str('{"op":"close"}')  # the session ends on its own socket, as OpenEnv's does
+            assert json.loads(await ws.receive_str())["result"]["closed"] is True
+        return
     async with http.delete(f"{url}/v1/sessions/{session_id}") as r:
         await r.read()
 
@@ -225,12 +245,30 @@ async def _churn(url: str, total: int, concurrency: int = 16) -> None:
             await ws.close()
 
 
+def _print_row(name: str, size: int, runs: list[dict[str, float]]) -> dict[str, float]:
+    rates = [run["steps_per_s"] for run in runs]
+    row = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    print(
+        f"{name:22s} S={size:3d}  {row['steps_per_s']:7.0f} steps/s ({min(rates):.0f}-{max(rates):.0f})  "
+        f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  [median of {len(runs)}]",
+        flush=True,
+    )
+    return row
+
+
+def _load() -> str:
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--sizes", default="1,8,64")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds per size (medians are reported)")
     parser.add_argument("--churn", type=int, default=10_000)
-    parser.add_argument("--workers", type=int, default=2, help="our env worker processes (all on the server CPU)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="our env worker processes (default: the server's own default)"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -260,51 +298,65 @@ def main() -> None:
         openenv_version: str | None = version("openenv-core")
     except ImportError:
         openenv_version = None
-        print("openenv-core is NOT installed: the OpenEnv rows are skipped (pip install openenv-core)")
+        print("openenv-core is NOT installed: the OpenEnv rows are skipped (see this script's docstring)")
     sizes = [int(s) for s in args.sizes.split(",")]
-    plan: list[tuple[str, str, list[str]]] = [("ours-process", "ours", ["--workers", str(args.workers)])]
+    extra = ["--workers", str(args.workers)] if args.workers else []
+    plan: list[tuple[str, str, list[str]]] = [("ours-process", "ours", extra)]
     if not args.quick:
-        plan.append(("ours-thread", "ours-thread", ["--workers", str(args.workers)]))
+        plan.append(("ours-thread", "ours-thread", extra))
     if openenv_version:
         plan.append(("openenv", "openenv", []))
+    print(f"{_load()}; {args.steps} steps per session, {args.rounds} interleaved rounds per size", flush=True)
+    servers: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
     results: dict[tuple[str, int], dict[str, float]] = {}
-    for label, kind, extra in plan:
-        process, url = _start(kind, *extra)
-        try:
-            for size in sizes:
-                kinds = ["openenv-ws"] if kind == "openenv" else ["ws"] if args.quick else ["http", "ws", "batched"]
-                for transport in kinds:
-                    name = transport if kind == "openenv" else f"{label}/{transport}"
-                    results[(name, size)] = row = asyncio.run(_run(transport, url, size, args.steps))
-                    print(
-                        f"{name:22s} S={size:3d}  {row['steps_per_s']:9.0f} steps/s  "
-                        f"p50 {row['p50_ms']:7.2f} ms  p99 {row['p99_ms']:7.2f} ms",
-                        flush=True,
-                    )
-            if kind == "ours" and args.churn:
-                before = _rss_mb(process.pid)
-                start = time.perf_counter()
-                asyncio.run(_churn(url, args.churn))
-                after = _rss_mb(process.pid)
-                print(
-                    f"churn: {args.churn} sessions (create, reset, 10 steps, close)"
-                    f" in {time.perf_counter() - start:.1f}"
-                    f" s; server+workers RSS {before:.1f} MB -> {after:.1f} MB",
-                    flush=True,
-                )
-        finally:
+    paired: dict[tuple[str, int], list[dict[str, float]]] = {}
+    try:
+        for label, kind, options in plan:
+            servers[label] = _start(kind, *options)
+        configs: list[tuple[str, str, str]] = []  # (row name, server label, transport)
+        for label, kind, _options in plan:
+            transports = ["openenv-ws"] if kind == "openenv" else ["ws"] if args.quick else ["http", "ws", "batched"]
+            configs += [(t if kind == "openenv" else f"{label}/{t}", label, t) for t in transports]
+        for _name, label, transport in configs:  # warm-up, not recorded: first sessions, imports, env checkers
+            asyncio.run(_run(transport, servers[label][1], 2, 20))
+        for size in sizes:
+            for turn in range(args.rounds):
+                order = configs[turn % len(configs) :] + configs[: turn % len(configs)]
+                for name, label, transport in order:
+                    run = asyncio.run(_run(transport, servers[label][1], size, args.steps))
+                    paired.setdefault((name, size), []).append(run)
+            for name, _label, _transport in configs:
+                results[(name, size)] = _print_row(name, size, paired[(name, size)])
+        if args.churn:
+            process, url = servers["ours-process"]
+            before = _rss_mb(process.pid)
+            start = time.perf_counter()
+            asyncio.run(_churn(url, args.churn))
+            after = _rss_mb(process.pid)
+            print(
+                f"churn: {args.churn} sessions (create, reset, 10 steps, close)"
+                f" in {time.perf_counter() - start:.1f}"
+                f" s; server+workers RSS {before:.1f} MB -> {after:.1f} MB",
+                flush=True,
+            )
+    finally:
+        for process, _url in servers.values():
             _stop(process)
+    print(_load(), flush=True)
     if openenv_version:
-        print(f"\nratios against OpenEnv {openenv_version} (openenv /ws), steps/s and p99:")
+        print(f"\nratios against OpenEnv {openenv_version} (openenv /ws), medians; won = rounds where ours was faster:")
         for size in sizes:
             base = results[("openenv-ws", size)]
+            base_runs = paired[("openenv-ws", size)]
             for name in ("ours-process/ws", "ours-process/batched", "ours-thread/ws", "ours-thread/batched"):
                 if (name, size) not in results:
                     continue
                 row = results[(name, size)]
+                ours_runs = paired[(name, size)]
+                won = sum(a["steps_per_s"] > b["steps_per_s"] for a, b in zip(ours_runs, base_runs, strict=True))
                 print(
                     f"  S={size:3d} {name:22s} steps/s x{row['steps_per_s'] / base['steps_per_s']:5.2f}  "
-                    f"p99 x{row['p99_ms'] / base['p99_ms']:5.2f}"
+                    f"p99 x{row['p99_ms'] / base['p99_ms']:5.2f}  won {won}/{len(base_runs)}"
                 )
 
 

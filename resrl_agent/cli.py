@@ -244,7 +244,10 @@ def serve_env(
     envs: Annotated[str, typer.Option(help="comma-separated env ids, e.g. resrl/WebShop-v0 (default: all)")] = "",
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
-    workers: Annotated[int | None, typer.Option(help="env worker processes (default: CPU count)")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="env worker processes (default: the CPUs this server may run on, its affinity mask)"),
+    ] = None,
     isolation: Annotated[str, typer.Option(help="process (crash isolation) or thread (trusted envs)")] = "process",
     max_sessions: Annotated[int, typer.Option(help="open sessions before 429 CAPACITY")] = 1024,
     session_ttl_s: Annotated[float, typer.Option(help="idle seconds before a session expires")] = 600.0,

@@ -6,9 +6,10 @@
 Routes (DESIGN.md "Serving"): ``POST /v1/sessions`` (env id + kwargs), ``POST /v1/sessions/{id}/reset``,
 ``POST /v1/sessions/{id}/step`` (action, optional client ``request_id``), ``DELETE /v1/sessions/{id}``,
 ``POST /v1/sessions:step`` (batched step: 200 with a result or an error object per item), the WebSockets
-``/v1/ws`` and ``/v1/sessions/{id}/ws`` (the same operations as messages), ``GET /v1/envs``, ``GET /healthz``
-and ``GET /metrics`` (Prometheus). Errors are ``{"error": {"code", "message", "hint"?}}`` with the status of
-``servers.schemas.ERROR_STATUS``. A bearer token, when set, guards every route but ``/healthz``.
+``/v1/ws`` and ``/v1/sessions/{id}/ws`` (the same operations as messages; served as plain ASGI by ``_Guard``),
+``GET /v1/envs``, ``GET /healthz`` and ``GET /metrics`` (Prometheus). Errors are
+``{"error": {"code", "message", "hint"?}}`` with the status of ``servers.schemas.ERROR_STATUS``.
+A bearer token, when set, guards every route but ``/healthz``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -69,10 +70,21 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 class _Guard:
-    """Bearer token on every route but /healthz, and the request-size limit (413), as plain ASGI (fast)."""
+    """Bearer token on every route but /healthz, the request-size limit (413), and the WebSockets, as plain ASGI.
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], settings: EnvServerSettings) -> None:
+    The two WebSocket routes are served here, on the connection's own ASGI ``receive``/``send``: a message then
+    skips Starlette's ``WebSocket`` wrapper (its state checks) and the exception middleware's send wrapper. Any
+    other WebSocket path goes on to the app, which refuses it as before.
+    """
+
+    def __init__(
+        self,
+        app: Callable[[Scope, Receive, Send], Awaitable[None]],
+        settings: EnvServerSettings,
+        manager: SessionManager,
+    ) -> None:
         self.app = app
+        self.manager = manager
         self.expected = f"Bearer {settings.token}".encode() if settings.token is not None else None
         self.limit = settings.max_request_bytes
 
@@ -96,7 +108,11 @@ class _Guard:
                 )
                 return
         if kind == "websocket":
-            await self.app(scope, receive, send)
+            bound = _ws_route(scope)
+            if bound is _NOT_OURS:
+                await self.app(scope, receive, send)
+            else:
+                await _serve_websocket(receive, send, self.manager, bound)  # type: ignore[arg-type]
             return
         length = next((value for key, value in scope["headers"] if key == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) > self.limit:
@@ -286,33 +302,48 @@ def create_app(settings: EnvServerSettings | None = None) -> FastAPI:
     async def close(session_id: str, pool: Pool) -> dict[str, Any]:
         return {"session_id": session_id, "closed": await pool.close(session_id)}
 
-    @app.websocket("/v1/ws")
-    async def websocket_any(websocket: WebSocket) -> None:
-        await _serve_websocket(websocket, manager, None)
-
-    @app.websocket("/v1/sessions/{session_id}/ws")
-    async def websocket_session(websocket: WebSocket, session_id: str) -> None:
-        await _serve_websocket(websocket, manager, session_id)
-
-    app.add_middleware(_Guard, settings=settings)
+    # The WebSockets /v1/ws and /v1/sessions/{session_id}/ws are served by _Guard (see its docstring).
+    app.add_middleware(_Guard, settings=settings, manager=manager)
     return app
 
 
-async def _serve_websocket(websocket: WebSocket, manager: SessionManager, bound: str | None) -> None:
+_NOT_OURS = object()
+_SESSION_WS_PREFIX, _WS_SUFFIX = "/v1/sessions/", "/ws"
+
+
+def _ws_route(scope: Scope) -> object:
+    """``None`` for ``/v1/ws``, the session id for ``/v1/sessions/{id}/ws``, else ``_NOT_OURS``."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if path == "/v1/ws":
+        return None
+    if path.startswith(_SESSION_WS_PREFIX) and path.endswith(_WS_SUFFIX):
+        session_id = path[len(_SESSION_WS_PREFIX) : -len(_WS_SUFFIX)]
+        if session_id and "/" not in session_id:
+            return session_id
+    return _NOT_OURS
+
+
+async def _serve_websocket(receive: Receive, send: Send, manager: SessionManager, bound: str | None) -> None:
     """One message in, one answer out, in order: ``{"id", "result"}`` or ``{"id", "error": {..., "status"}}``."""
-    await websocket.accept()
-    limit = manager.settings.max_request_bytes
-    try:
-        while True:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                return
-            text = message.get("text")
-            if text is None:
-                text = (message.get("bytes") or b"").decode("utf-8", "replace")
-            await websocket.send_text(await _ws_answer(text, manager, bound, limit))
-    except WebSocketDisconnect:
+    if (await receive())["type"] != "websocket.connect":
         return
+    await send({"type": "websocket.accept"})
+    limit = manager.settings.max_request_bytes
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":  # websocket.disconnect
+            return
+        text = message.get("text")
+        if text is None:
+            text = (message.get("bytes") or b"").decode("utf-8", "replace")
+        answer = await _ws_answer(text, manager, bound, limit)
+        try:
+            await send({"type": "websocket.send", "text": answer})
+        except OSError:  # the client went away (uvicorn's ClientDisconnected is an OSError)
+            return
 
 
 async def _ws_answer(text: str, manager: SessionManager, bound: str | None, limit: int) -> str:
@@ -334,6 +365,8 @@ async def _ws_answer(text: str, manager: SessionManager, bound: str | None, limi
         body["error"]["status"] = error.status
         body["id"] = request_id
         return json.dumps(body)
+    if request_id is None:
+        return '{"id":null,"result":' + payload + "}"
     return '{"id":' + json.dumps(request_id) + ',"result":' + payload + "}"
 
 
@@ -389,7 +422,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--envs", default="", help="comma-separated env ids (default: every registered id)")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: CPU count)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: the CPUs this process may run on)"
+    )
     parser.add_argument("--isolation", choices=["process", "thread"], default="process")
     parser.add_argument("--max-sessions", type=int, default=1024)
     parser.add_argument("--session-ttl-s", type=float, default=600.0)

@@ -31,13 +31,30 @@ __all__ = ["ApiError", "EnvServerSettings", "Session", "SessionManager"]
 log = logging.getLogger(__name__)
 
 
+def _usable_cpus() -> int:
+    """CPUs the server may run on: its affinity mask (taskset, cpusets), else the CPU count; at least 1.
+
+    More workers than that only adds process switches: with the server pinned to one core, two workers on that
+    core cost each step more context switches than one, for no parallelism.
+    """
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class EnvServerSettings(BaseModel):
     """Everything the env server is configured by (``resrl-agent serve env`` flags map onto these)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     envs: list[str] | None = Field(default=None, description="env ids served; None = every registered id")
-    workers: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1, le=1024)
+    workers: int = Field(
+        default_factory=_usable_cpus,
+        ge=1,
+        le=1024,
+        description="worker processes; default: the CPUs this process may run on (its affinity mask)",
+    )
     isolation: Literal["process", "thread"] = "process"
     max_sessions: int = Field(default=1024, ge=1)
     session_ttl_s: float = Field(default=600.0, gt=0)
@@ -211,7 +228,7 @@ class SessionManager:
 
     async def _step_reply(self, session: Session, action: str) -> Reply:
         start = time.perf_counter()
-        reply = await self._call(session.worker, ("step", session.id, action, None), self.settings.step_timeout_s)
+        reply = await session.worker.call(("step", session.id, action, None), self.settings.step_timeout_s)
         self._step_latency.observe(time.perf_counter() - start)
         if reply[0]:
             self._step_counters[session.env_id].inc()

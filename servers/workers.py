@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import pickle
+import select
 import signal
 import socket
 import struct
@@ -48,6 +49,7 @@ Op = tuple[str, str, Any, Any]
 Reply = tuple[bool, Any]
 _HEADER = struct.Struct("!I")
 _MAX_OPS_PER_FRAME = 256
+_READ_SIZE = 1 << 18
 _PICKLE = pickle.HIGHEST_PROTOCOL
 _ENTRY = "from servers.workers import worker_main; worker_main()"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,8 +64,11 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+_ENCODER = json.JSONEncoder(default=_jsonable, ensure_ascii=False, separators=(",", ":"))  # built once, not per op
+
+
 def _dumps(payload: dict[str, Any]) -> bytes:
-    return json.dumps(payload, default=_jsonable, ensure_ascii=False, separators=(",", ":")).encode()
+    return _ENCODER.encode(payload).encode()
 
 
 def _space_spec(space: Any) -> dict[str, int]:
@@ -178,13 +183,13 @@ def _serve_ops(sock: socket.socket, test_knobs: bool) -> None:
     """Body of a worker process: read op frames, answer each op with its own frame, until EOF or exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which closes us gracefully
     host = EnvHost(test_knobs=test_knobs)
-    stream = sock.makefile("rb")
+    frames = _FrameReader(sock)
     try:
         while True:
-            header = stream.read(4)
-            if len(header) < 4:
+            frame = frames.next()
+            if frame is None:
                 break
-            ops: list[Op] = pickle.loads(stream.read(_HEADER.unpack(header)[0]))
+            ops: list[Op] = pickle.loads(frame)
             for op in ops:
                 if op[0] == "exit":
                     return
@@ -192,6 +197,42 @@ def _serve_ops(sock: socket.socket, test_knobs: bool) -> None:
                 sock.sendall(_HEADER.pack(len(data)) + data)
     finally:
         host.close_all()
+
+
+class _FrameReader:
+    """The worker's side of the socket pair: length-prefixed frames, waiting in ``poll(POLLIN)``, not in ``recv``.
+
+    A process blocked in ``recv`` on a Unix socket is also woken each time the peer reads what this process
+    sent (the write-space wake-up goes to the same wait queue): it finds nothing and sleeps again. That is two
+    extra context switches per answer, on the core the server may share (measured: 1.9 sleeps per step instead
+    of 1). ``poll`` for POLLIN only is not woken by write-space events.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.poller = select.poll()
+        self.poller.register(sock, select.POLLIN)
+        self.buffer = bytearray()
+
+    def _fill(self, size: int) -> bool:
+        while len(self.buffer) < size:
+            self.poller.poll()
+            chunk = self.sock.recv(_READ_SIZE)
+            if not chunk:
+                return False
+            self.buffer += chunk
+        return True
+
+    def next(self) -> bytes | None:
+        """The next frame's payload; None at EOF."""
+        if not self._fill(4):
+            return None
+        end = 4 + _HEADER.unpack_from(self.buffer)[0]
+        if not self._fill(end):
+            return None
+        payload = bytes(self.buffer[4:end])
+        del self.buffer[:end]
+        return payload
 
 
 def _wait(process: subprocess.Popen[bytes], timeout: float) -> int | None:
