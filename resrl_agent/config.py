@@ -219,6 +219,7 @@ class TrainerConfig(_Section):
     sft_explore: float = Field(
         0.0, ge=0.0, le=1.0, description="SFT data: chance a turn steps a random admissible command (expert label kept)"
     )
+    sft_workers: int = Field(1, ge=1, description="SFT data: processes that play the expert episodes")
     sft_only_won: bool = Field(True, description="SFT data: drop expert episodes that did not win within max_turns")
     logit_chunk_tokens: int = Field(1024, ge=1, description="tokens per LM-head chunk (fp32 logits of one chunk)")
     driver: Literal["local", "ray"] = Field("local", description="one process, or Ray actors")

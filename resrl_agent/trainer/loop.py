@@ -246,6 +246,7 @@ class Trainer:
             only_won=t.sft_only_won,
             explore=t.sft_explore,
             seed=derive_seed(self.config.seed, "sft-explore"),
+            workers=t.sft_workers,
         )
         write_episodes(self.run_dir / "sft_episodes.jsonl", episodes)
         collect_s = time.perf_counter() - start
