@@ -563,15 +563,7 @@ class Learner:
             total_loss += float(loss.detach())
             for key, value in metrics.items():
                 v = float(value)
-                if key.endswith("_max"):
-                    sums[key] = max(sums.get(key, -math.inf), v)
-                    weights[key] = 1.0
-                elif key in _PARTIAL_SUMS:
-                    sums[key] = sums.get(key, 0.0) + v
-                    weights[key] = 1.0
-                else:
-                    sums[key] = sums.get(key, 0.0) + v * n
-                    weights[key] = weights.get(key, 0.0) + n
+                _add_metric(sums, weights, key, v, weighted=v * n, weight=n)
         num_micro = len(micro)
         if par is not None:
             for _ in range(passes - len(micro)):
@@ -667,6 +659,21 @@ class Learner:
         )
 
 
+def _add_metric(
+    sums: dict[str, float], weights: dict[str, float], key: str, value: float, *, weighted: float, weight: float
+) -> None:
+    """Fold one metric into running sums: ``*_max`` keys keep the max, partial sums add, the rest add weighted."""
+    if key.endswith("_max"):
+        sums[key] = max(sums.get(key, -math.inf), value)
+        weights[key] = 1.0
+    elif key in _PARTIAL_SUMS:
+        sums[key] = sums.get(key, 0.0) + value
+        weights[key] = 1.0
+    else:
+        sums[key] = sums.get(key, 0.0) + weighted
+        weights[key] = weights.get(key, 0.0) + weight
+
+
 def _merge_ranks(
     parts: list[tuple[dict[str, float], dict[str, float], float, bool, int]],
 ) -> tuple[dict[str, float], dict[str, float], float, bool, int]:
@@ -675,15 +682,7 @@ def _merge_ranks(
     weights: dict[str, float] = {}
     for part_sums, part_weights, _, _, _ in parts:
         for key, value in part_sums.items():
-            if key.endswith("_max"):
-                sums[key] = max(sums.get(key, -math.inf), value)
-                weights[key] = 1.0
-            elif key in _PARTIAL_SUMS:
-                sums[key] = sums.get(key, 0.0) + value
-                weights[key] = 1.0
-            else:
-                sums[key] = sums.get(key, 0.0) + value
-                weights[key] = weights.get(key, 0.0) + part_weights[key]
+            _add_metric(sums, weights, key, value, weighted=value, weight=part_weights[key])
     return (
         sums,
         weights,
