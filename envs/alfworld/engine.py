@@ -82,8 +82,11 @@ class _LruCache:
         return value
 
 
-_TRANSLATIONS = _LruCache(256)  # (domain, problem, kwargs) -> fast_downward.pddl2sas result
-_LOGICS = _LruCache(128)  # (domain, grammar) -> textworld GameLogic (the grammar parse)
+# Sizes bound a worker's memory when it plays many distinct games (a translation is about 0.6 MB, two per game, and
+# alfworld's grammar text differs between some games): 32 games' translations still cover a group's G resets of one
+# game and a 30-game evaluation repeated within one process.
+_TRANSLATIONS = _LruCache(64)  # (domain, problem, kwargs) -> fast_downward.pddl2sas result
+_LOGICS = _LruCache(16)  # (domain, grammar) -> textworld GameLogic (the grammar parse)
 _TEMPLATES = _LruCache(4096)  # (template text, rule name) -> parsed text-grammar symbols (copied on every use)
 _QUERIES = _LruCache(4096)  # conjunctive-query text -> textworld Rule (read only)
 
