@@ -7,7 +7,7 @@ with the "dagger" config, so both sides compute the same infos (admissible comma
 process or temp dir outlives ``close``.
 
     python benchmarks/bench_alfworld.py --n 2 --steps 60
-    python benchmarks/bench_alfworld.py --n 2 --steps 0 --soak 1000
+    python benchmarks/bench_alfworld.py --n 2 --steps 0 --soak 1000 [--soak-games 30]
 """
 
 from __future__ import annotations
@@ -171,6 +171,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the four setups")
     parser.add_argument("--soak", type=int, default=0, help="episodes for the soak run (0 skips it)")
     parser.add_argument("--soak-max-steps", type=int, default=5)
+    parser.add_argument(
+        "--soak-games", type=int, default=0, help="soak over the first N train games only (0: all of them)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault("ALFWORLD_DATA", tempfile.mkdtemp(prefix="alfworld-data-"))
@@ -201,7 +204,8 @@ def main() -> None:
             f"load average now {os.getloadavg()[0]:.2f}"
         )
     if args.soak:
-        soak([g.task_id for g in train], args.n, args.soak, args.soak_max_steps, args.seed)
+        pool = [g.task_id for g in train][: args.soak_games or None]
+        soak(pool, args.n, args.soak, args.soak_max_steps, args.seed)
 
 
 if __name__ == "__main__":
