@@ -103,11 +103,21 @@ def expert_episodes(
         shares = [list(range(w, len(tasks), workers)) for w in range(workers)]
         played: list[Episode | None] = [None] * len(tasks)
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(_play_expert, [tasks[i] for i in share], *args) for share in shares]
-            for share, future in zip(shares, futures, strict=True):
-                for i, episode in zip(share, future.result(), strict=True):
-                    played[i] = episode
+        try:
+            with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = [pool.submit(_play_expert, [tasks[i] for i in share], *args) for share in shares]
+                for share, future in zip(shares, futures, strict=True):
+                    for i, episode in zip(share, future.result(), strict=True):
+                        played[i] = episode
+        except concurrent.futures.process.BrokenProcessPool:
+            # A worker died before answering: killed, out of memory, or (the usual cause) a script without an
+            # `if __name__ == "__main__":` guard, which spawned processes re-run. Nothing is lost: play here.
+            logger.warning(
+                "sft: an expert-collection worker process died (killed, out of memory, or a script that starts "
+                "training without an `if __name__ == '__main__':` guard); playing the %d tasks in this process",
+                len(tasks),
+            )
+            played = _play_expert(list(tasks), *args)
     else:
         played = _play_expert(list(tasks), *args)
     out = [e for e in played if e is not None and (e.won or not only_won)]

@@ -126,3 +126,26 @@ def test_expert_episodes_in_worker_processes_equal_the_sequential_ones(tiny_toke
     assert [e.task_id for e in parallel] == task_ids
     assert [e.to_dict() for e in parallel] == [e.to_dict() for e in sequential]
     assert sum(t.info.get("explored", False) for e in parallel for t in e.turns) > 0  # the seeded detours match too
+
+
+def test_expert_collection_survives_workers_that_die(tiny_model_dir: Any, tmp_path: Any) -> None:
+    """A script without a __main__ guard: spawned workers re-run it and die; the tasks are played in-process."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from transformers import AutoTokenizer\n"
+        "from resrl_agent.rollout.chat import ChatFormatter\n"
+        "from resrl_agent.rollout.loop import RolloutSettings, TaskSpec\n"
+        "from resrl_agent.trainer.sft import expert_episodes\n"
+        f"tok = AutoTokenizer.from_pretrained({str(tiny_model_dir)!r})\n"
+        "settings = RolloutSettings(context_mode='window', window_turns=2, max_turns=3, max_context_tokens=2048)\n"
+        "tasks = [TaskSpec(f'echo-{k}', f'sft/echo-{k}', 0, k) for k in range(4)]\n"
+        "eps = expert_episodes('resrl/Echo-v0', tasks, ChatFormatter(tok), settings, workers=2)\n"
+        "print('EPISODES', [e.task_id for e in eps])\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "EPISODES ['echo-0', 'echo-1', 'echo-2', 'echo-3']" in done.stdout
+    assert "expert-collection worker process died" in done.stderr
