@@ -254,9 +254,20 @@ def sft_epochs(
     seed: int,
     pad_id: int = 0,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    schedule: str = "constant",
+    warmup_steps: int = 0,
 ) -> list[dict[str, float]]:
-    """Token-mean cross-entropy on the expert responses, ``epochs`` passes over shuffled rows."""
+    """Token-mean cross-entropy on the expert responses, ``epochs`` passes over shuffled rows.
+
+    ``schedule="cosine"`` replaces the learner's scheduler with ``warmup_steps`` of linear warm-up and a cosine decay
+    over exactly the optimizer steps these epochs take; ``"constant"`` keeps the learner's own scheduler.
+    """
     batch: Batch = collate(episodes, mode, pad_id=pad_id)  # type: ignore[arg-type]
+    if schedule == "cosine":
+        total = epochs * -(-batch.num_rows // batch_rows)
+        learner.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            learner.optimizer, lambda step: sft_lr_factor(step, warmup=warmup_steps, total=total)
+        )
     generator = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
     for epoch in range(epochs):
@@ -293,13 +304,6 @@ def sft_phase(
     t = config.trainer
     rl = learner.settings
     learner.reset_optimizer(lr=t.sft_lr, warmup_steps=t.sft_warmup_steps)
-    if t.sft_schedule == "cosine":
-        window = config.rollout.context_mode == "window"
-        rows = sum(len(e.turns) for e in episodes) if window else len(episodes)  # collate's rows (Contract 7)
-        total = t.sft_epochs * -(-rows // t.sft_batch_rows)
-        learner.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            learner.optimizer, lambda step: sft_lr_factor(step, warmup=t.sft_warmup_steps, total=total)
-        )
     history = sft_epochs(
         learner,
         episodes,
@@ -308,6 +312,8 @@ def sft_phase(
         batch_rows=t.sft_batch_rows,
         seed=derive_seed(config.seed, "sft"),
         pad_id=pad_id,
+        schedule=t.sft_schedule,
+        warmup_steps=t.sft_warmup_steps,
     )
     learner.reset_optimizer(lr=rl.lr, warmup_steps=rl.warmup_steps)
     return history

@@ -109,6 +109,20 @@ def test_sft_lr_factor_warms_up_then_decays_to_zero() -> None:
     assert sft_lr_factor(10, warmup=0, total=6) == 0.0
 
 
+def test_sft_epochs_cosine_schedule_spans_exactly_its_steps(fresh_model: Any, tiny_tokenizer: Any) -> None:
+    """8 rows in batches of 4 over 2 epochs = 4 steps: the logged (post-step) lr is lr x (cos schedule of step+1)."""
+    formatter = ChatFormatter(tiny_tokenizer)
+    settings = RolloutSettings(context_mode="concat", max_turns=1, max_context_tokens=512)
+    tasks = [TaskSpec(f"echo-{k}", f"sft/echo-{k}", 0, k) for k in range(8)]
+    episodes = expert_episodes("resrl/Echo-v0", tasks, formatter, settings)
+    learner = Learner(fresh_model, LearnerSettings(lr=1e-3, warmup_steps=0))
+    history = sft_epochs(learner, episodes, "concat", epochs=2, batch_rows=4, seed=0, schedule="cosine", warmup_steps=1)
+    # factors after steps 1..4 with warmup 1, total 4: full rate, then cos over 3 steps -> 0.75, 0.25, 0.0
+    lrs = [h["optim/lr"] for h in history]
+    assert len(lrs) == 4
+    assert all(abs(a - b) < 1e-12 for a, b in zip(lrs, [1e-3, 7.5e-4, 2.5e-4, 0.0], strict=True)), lrs
+
+
 def test_expert_episodes_in_worker_processes_equal_the_sequential_ones(tiny_tokenizer: Any) -> None:
     """workers=2 plays the tasks in two spawned processes: same episodes, same order, token for token."""
     import gymnasium as gym
