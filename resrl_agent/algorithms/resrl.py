@@ -14,14 +14,19 @@ outside S is penalised fully. The six steps below are DESIGN.md "Algorithms (exa
 6. w = xi + (1 - xi) f, clamped to [xi, 1]. Positives, padding and skipped groups keep w = 1.
 
 Everything here is detached tensor math (the weights scale advantages; no gradient flows through them).
-Randomness (subsampling, the randomized range finder) comes only from the explicit `generator`.
+Randomness (subsampling, the randomized range finder) comes only from the explicit `generator` shared by the
+groups of a call, or from `group_seeds`: one fresh generator per group, so that a group's weights do not depend
+on which other groups share the call (data-parallel ranks fit different sets of groups).
+
+Steps 1-4 (the subspace fit, the expensive part) run once per call; `token_weights_with_alignment` derives both
+the weights (steps 5-6) and the per-group `AlignmentStats` from that one fit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, TypeAlias
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -29,15 +34,20 @@ import torch.nn.functional as F  # noqa: N812
 from resrl_agent.algorithms.advantages import group_index
 
 SvdMode = Literal["randomized", "exact"]
+# A group's seed: a function of its group id, or a mapping from group id to seed (see `token_weights`). Any, not
+# Hashable: the ids are whatever the caller passes as group_ids (e.g. ints), and both forms are invariant in them.
+GroupSeeds: TypeAlias = Callable[[Any], int] | Mapping[Any, int]
 
 __all__ = [
     "AlignmentStats",
+    "GroupSeeds",
     "SvdMode",
     "alignment_bound",
     "group_quantile",
     "positive_subspace",
     "reweight_advantages",
     "token_weights",
+    "token_weights_with_alignment",
 ]
 
 # DESIGN.md step 1: fewer positive tokens than this cannot describe a subspace worth trusting.
@@ -48,6 +58,8 @@ FLAT_RANGE = 1e-5
 RANGE_FLOOR = 1e-6
 # Negative tokens are projected in chunks so the fp32 copy of a large group never exceeds this many rows.
 NEG_CHUNK = 4096
+# The seed of the generator used when neither `generator` nor `group_seeds` is given.
+DEFAULT_SEED = 0
 
 
 def group_quantile(values: torch.Tensor, group_idx: torch.Tensor, num_groups: int, q: float) -> torch.Tensor:
@@ -121,7 +133,13 @@ def positive_subspace(
 
 def _default_generator(device: torch.device) -> torch.Generator:
     # A fixed seed, never the global RNG: results without a generator are reproducible.
-    return torch.Generator(device=device).manual_seed(0)
+    return torch.Generator(device=device).manual_seed(DEFAULT_SEED)
+
+
+def _seed_lookup(group_seeds: GroupSeeds | None) -> Callable[[Any], int] | None:
+    if group_seeds is None or not isinstance(group_seeds, Mapping):
+        return group_seeds
+    return group_seeds.__getitem__
 
 
 def _token_sets(
@@ -197,14 +215,24 @@ def _negative_energies(
     niter: int,
     oversample: int,
     generator: torch.Generator | None,
+    group_seeds: GroupSeeds | None,
 ) -> _Energies:
-    """Steps 1-4 for every group; skipped groups contribute no tokens."""
+    """Steps 1-4 for every group; skipped groups contribute no tokens.
+
+    Randomness: with `group_seeds`, each fitted group draws from a fresh generator on hidden's device seeded
+    with its own seed; otherwise all groups share `generator` (or one seeded DEFAULT_SEED), in group order.
+    """
+    if generator is not None and group_seeds is not None:
+        raise ValueError("pass either generator (shared by the groups) or group_seeds (one per group), not both.")
     device = hidden.device
     d = hidden.shape[-1]
     row_group, num_groups = group_index(group_ids, device=device)
     pos_rows, pos_cols, pos_count, pos_start = _split_by_group(pos_tok, row_group, num_groups)
     neg_rows, neg_cols, neg_count, neg_start = _split_by_group(neg_tok, row_group, num_groups)
-    gen = generator if generator is not None else _default_generator(device)
+    seed_of = _seed_lookup(group_seeds)
+    # dense group index -> group id, in group_index's first-appearance order
+    keys = list(dict.fromkeys(group_ids)) if seed_of is not None else []
+    shared = generator if generator is not None else _default_generator(device)
 
     keep_idx: list[torch.Tensor] = []
     residual: list[torch.Tensor] = []
@@ -213,6 +241,7 @@ def _negative_energies(
         m, n_neg = pos_count[g], neg_count[g]
         if m < MIN_POS_TOKENS or n_neg == 0:
             continue  # no positive sample, too few positive tokens, or no valid negative token: w stays 1
+        gen = shared if seed_of is None else torch.Generator(device=device).manual_seed(int(seed_of(keys[g])))
         sel = torch.arange(pos_start[g], pos_start[g] + m, device=device)
         if m > max_pos_tokens:
             # Step 1: subsample with the run's generator; sorted so the token order stays the batch order.
@@ -251,6 +280,86 @@ def _negative_energies(
     return _Energies(rows, cols, row_group[rows], res_all, proj_all, num_groups)
 
 
+def _fit(
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    positive: torch.Tensor,
+    group_ids: Sequence[Hashable],
+    *,
+    negative: torch.Tensor | None,
+    rank: int,
+    max_pos_tokens: int,
+    svd: SvdMode,
+    niter: int,
+    oversample: int,
+    generator: torch.Generator | None,
+    group_seeds: GroupSeeds | None,
+) -> _Energies:
+    """Validate the token sets and run steps 1-4 once (call under torch.no_grad())."""
+    hidden = hidden.detach()
+    pos_tok, neg_tok = _token_sets(hidden, mask, positive, group_ids, negative)
+    return _negative_energies(
+        hidden,
+        pos_tok,
+        neg_tok,
+        group_ids,
+        rank=rank,
+        max_pos_tokens=max_pos_tokens,
+        svd=svd,
+        niter=niter,
+        oversample=oversample,
+        generator=generator,
+        group_seeds=group_seeds,
+    )
+
+
+def _check_weight_args(
+    *, q_low: float, q_high: float, min_weight: float, rank: int, max_pos_tokens: int, niter: int, oversample: int
+) -> None:
+    if not 0.0 <= min_weight <= 1.0:
+        raise ValueError(f"min_weight={min_weight} must lie in [0, 1] (ResRL uses 0.1).")
+    if not 0.0 <= q_low <= q_high <= 1.0:
+        raise ValueError(f"need 0 <= q_low <= q_high <= 1; got q_low={q_low}, q_high={q_high}.")
+    if rank < 1 or max_pos_tokens < MIN_POS_TOKENS or niter < 0 or oversample < 0:
+        raise ValueError(
+            f"need rank >= 1, max_pos_tokens >= {MIN_POS_TOKENS}, niter >= 0, oversample >= 0; got rank={rank}, "
+            f"max_pos_tokens={max_pos_tokens}, niter={niter}, oversample={oversample}."
+        )
+
+
+def _weights_from(
+    en: _Energies, shape: torch.Size, device: torch.device, *, q_low: float, q_high: float, min_weight: float
+) -> torch.Tensor:
+    """Steps 5-6 from the fitted energies: [B, T] float32 weights, 1 outside the processed negatives."""
+    weights = torch.ones(shape, dtype=torch.float32, device=device)
+    if en.residual.numel() == 0:
+        return weights
+    # Step 5: per-group linear quantiles over the group's valid negative tokens.
+    lo = group_quantile(en.residual, en.group, en.num_groups, q_low)
+    hi = group_quantile(en.residual, en.group, en.num_groups, q_high)
+    spread = hi - lo
+    span = spread.clamp_min(RANGE_FLOOR)
+    frac = ((en.residual - lo[en.group]) / span[en.group]).clamp(0.0, 1.0)
+    frac = torch.where((spread < FLAT_RANGE)[en.group], torch.full_like(frac, 0.5), frac)
+    # Step 6: affine map to [xi, 1]; the clamp only guards rounding.
+    w = (min_weight + (1.0 - min_weight) * frac).clamp(min_weight, 1.0)
+    weights[en.rows, en.cols] = w
+    return weights
+
+
+def _alignment_from(en: _Energies, group_ids: Sequence[Hashable], device: torch.device) -> AlignmentStats:
+    """Per-group means of the fitted residual and projection energies."""
+    count = torch.zeros(en.num_groups, dtype=torch.float32, device=device).index_add_(
+        0, en.group, torch.ones_like(en.residual)
+    )
+    res_sum = torch.zeros_like(count).index_add_(0, en.group, en.residual)
+    proj_sum = torch.zeros_like(count).index_add_(0, en.group, en.projection)
+    nan = torch.full_like(count, torch.nan)
+    res_mean = torch.where(count > 0, res_sum / count.clamp_min(1), nan)
+    proj_mean = torch.where(count > 0, proj_sum / count.clamp_min(1), nan)
+    return AlignmentStats(list(dict.fromkeys(group_ids)), res_mean, proj_mean, count.to(torch.long))
+
+
 def token_weights(
     hidden: torch.Tensor,
     mask: torch.Tensor,
@@ -267,6 +376,7 @@ def token_weights(
     niter: int = 4,
     generator: torch.Generator | None = None,
     oversample: int = 8,
+    group_seeds: GroupSeeds | None = None,
 ) -> torch.Tensor:
     """ResRL weight of every token: w in [min_weight, 1] for negatives of processed groups, 1 elsewhere.
 
@@ -281,52 +391,96 @@ def token_weights(
             tokens out of both sets.
         rank: the cap 64 in k = min(rank, M - 1, d).
         q_low, q_high: step 5's quantiles; min_weight: xi.
-        max_pos_tokens: positive tokens per group kept for the subspace (subsampled with `generator`).
+        max_pos_tokens: positive tokens per group kept for the subspace (subsampled with the generator).
         svd: "randomized" (range finder with `niter` power iterations and `oversample` extra columns) or
             "exact" (full SVD, deterministic).
-        generator: the run's torch.Generator (on hidden's device, or CPU); None uses a fixed seed 0.
+        generator: the run's torch.Generator (on hidden's device, or CPU), shared by the groups in order of
+            first appearance; None (and no `group_seeds`) uses a fixed seed 0.
+        group_seeds: per-group randomness instead of `generator` (pass at most one of the two): a function
+            group id -> int seed, or a mapping group id -> seed. Each fitted group draws its subsample and its
+            randomized SVD from a fresh torch.Generator on hidden's device seeded with its seed, so a group's
+            weights do not depend on which other groups share the call. It is looked up only for the groups
+            that are fitted (with >= 4 positive tokens and a negative token).
 
     Returns:
         [B, T] float32 weights on hidden's device.
     """
-    if not 0.0 <= min_weight <= 1.0:
-        raise ValueError(f"min_weight={min_weight} must lie in [0, 1] (ResRL uses 0.1).")
-    if not 0.0 <= q_low <= q_high <= 1.0:
-        raise ValueError(f"need 0 <= q_low <= q_high <= 1; got q_low={q_low}, q_high={q_high}.")
-    if rank < 1 or max_pos_tokens < MIN_POS_TOKENS or niter < 0 or oversample < 0:
-        raise ValueError(
-            f"need rank >= 1, max_pos_tokens >= {MIN_POS_TOKENS}, niter >= 0, oversample >= 0; got rank={rank}, "
-            f"max_pos_tokens={max_pos_tokens}, niter={niter}, oversample={oversample}."
-        )
+    _check_weight_args(
+        q_low=q_low,
+        q_high=q_high,
+        min_weight=min_weight,
+        rank=rank,
+        max_pos_tokens=max_pos_tokens,
+        niter=niter,
+        oversample=oversample,
+    )
     with torch.no_grad():
-        hidden = hidden.detach()
-        pos_tok, neg_tok = _token_sets(hidden, mask, positive, group_ids, negative)
-        en = _negative_energies(
+        en = _fit(
             hidden,
-            pos_tok,
-            neg_tok,
+            mask,
+            positive,
             group_ids,
+            negative=negative,
             rank=rank,
             max_pos_tokens=max_pos_tokens,
             svd=svd,
             niter=niter,
             oversample=oversample,
             generator=generator,
+            group_seeds=group_seeds,
         )
-        weights = torch.ones(mask.shape, dtype=torch.float32, device=hidden.device)
-        if en.residual.numel() == 0:
-            return weights
-        # Step 5: per-group linear quantiles over the group's valid negative tokens.
-        lo = group_quantile(en.residual, en.group, en.num_groups, q_low)
-        hi = group_quantile(en.residual, en.group, en.num_groups, q_high)
-        spread = hi - lo
-        span = spread.clamp_min(RANGE_FLOOR)
-        frac = ((en.residual - lo[en.group]) / span[en.group]).clamp(0.0, 1.0)
-        frac = torch.where((spread < FLAT_RANGE)[en.group], torch.full_like(frac, 0.5), frac)
-        # Step 6: affine map to [xi, 1]; the clamp only guards rounding.
-        w = (min_weight + (1.0 - min_weight) * frac).clamp(min_weight, 1.0)
-        weights[en.rows, en.cols] = w
-        return weights
+        return _weights_from(en, mask.shape, hidden.device, q_low=q_low, q_high=q_high, min_weight=min_weight)
+
+
+def token_weights_with_alignment(
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    positive: torch.Tensor,
+    group_ids: Sequence[Hashable],
+    *,
+    negative: torch.Tensor | None = None,
+    rank: int = 64,
+    q_low: float = 0.2,
+    q_high: float = 0.8,
+    min_weight: float = 0.1,
+    max_pos_tokens: int = 4096,
+    svd: SvdMode = "randomized",
+    niter: int = 4,
+    generator: torch.Generator | None = None,
+    oversample: int = 8,
+    group_seeds: GroupSeeds | None = None,
+) -> tuple[torch.Tensor, AlignmentStats]:
+    """`token_weights` and `alignment_bound` of the same subspace fit (steps 1-4 run once).
+
+    Arguments as in `token_weights`. Returns (weights [B, T] float32, AlignmentStats), equal to what the two
+    functions return when called separately with the same arguments (and the same generator state).
+    """
+    _check_weight_args(
+        q_low=q_low,
+        q_high=q_high,
+        min_weight=min_weight,
+        rank=rank,
+        max_pos_tokens=max_pos_tokens,
+        niter=niter,
+        oversample=oversample,
+    )
+    with torch.no_grad():
+        en = _fit(
+            hidden,
+            mask,
+            positive,
+            group_ids,
+            negative=negative,
+            rank=rank,
+            max_pos_tokens=max_pos_tokens,
+            svd=svd,
+            niter=niter,
+            oversample=oversample,
+            generator=generator,
+            group_seeds=group_seeds,
+        )
+        weights = _weights_from(en, mask.shape, hidden.device, q_low=q_low, q_high=q_high, min_weight=min_weight)
+        return weights, _alignment_from(en, group_ids, hidden.device)
 
 
 def reweight_advantages(
@@ -399,35 +553,27 @@ def alignment_bound(
     niter: int = 4,
     generator: torch.Generator | None = None,
     oversample: int = 8,
+    group_seeds: GroupSeeds | None = None,
 ) -> AlignmentStats:
     """Mean residual and projection energy of the negative tokens per group (steps 1-4, same skip rules).
 
     Small projection energy means the negatives' states barely overlap the positive subspace, so their
-    LM-head gradients barely interfere with the positives'. Arguments as in `token_weights`.
+    LM-head gradients barely interfere with the positives'. Arguments as in `token_weights`; to get the
+    weights too from one fit, use `token_weights_with_alignment`.
     """
     with torch.no_grad():
-        hidden = hidden.detach()
-        pos_tok, neg_tok = _token_sets(hidden, mask, positive, group_ids, negative)
-        en = _negative_energies(
+        en = _fit(
             hidden,
-            pos_tok,
-            neg_tok,
+            mask,
+            positive,
             group_ids,
+            negative=negative,
             rank=rank,
             max_pos_tokens=max_pos_tokens,
             svd=svd,
             niter=niter,
             oversample=oversample,
             generator=generator,
+            group_seeds=group_seeds,
         )
-        g = en.num_groups
-        count = torch.zeros(g, dtype=torch.float32, device=hidden.device).index_add_(
-            0, en.group, torch.ones_like(en.residual)
-        )
-        res_sum = torch.zeros_like(count).index_add_(0, en.group, en.residual)
-        proj_sum = torch.zeros_like(count).index_add_(0, en.group, en.projection)
-        nan = torch.full_like(count, torch.nan)
-        res_mean = torch.where(count > 0, res_sum / count.clamp_min(1), nan)
-        proj_mean = torch.where(count > 0, proj_sum / count.clamp_min(1), nan)
-    groups = list(dict.fromkeys(group_ids))
-    return AlignmentStats(groups, res_mean, proj_mean, count.to(torch.long))
+        return _alignment_from(en, group_ids, hidden.device)

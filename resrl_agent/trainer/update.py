@@ -25,7 +25,7 @@ import torch
 
 from resrl_agent.algorithms.advantages import dapo_keep_mask, dapo_overlong_penalty, grpo, nsr, psr, w_reinforce
 from resrl_agent.algorithms.gigpo import gigpo_advantages
-from resrl_agent.algorithms.resrl import alignment_bound, reweight_advantages, token_weights
+from resrl_agent.algorithms.resrl import DEFAULT_SEED, reweight_advantages, token_weights_with_alignment
 from resrl_agent.config import AlgoConfig, RunConfig
 from resrl_agent.seeding import derive_seed
 from resrl_agent.trainer.distributed import assign_groups
@@ -133,6 +133,9 @@ def apply_resrl(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """ResRL's token weights per group, then the advantage transform; returns reweighted [B, T] advantages.
 
+    One subspace fit per group (:func:`~resrl_agent.algorithms.resrl.token_weights_with_alignment`) gives both
+    the weights and the ``resrl/`` alignment metrics.
+
     Args:
         token_adv: [B, T] per-token advantages (each span its own turn's advantage).
         loss_mask: [B, T] bool, the tokens that enter the loss.
@@ -143,6 +146,7 @@ def apply_resrl(
         seed, group_names: the randomness (subsampling, randomized PCA) of group g comes from a generator seeded
             with ``derive_seed(seed, group_names[g])``, so a group's weights do not depend on which other groups
             share the call (data-parallel ranks fit different groups); None: a fixed seed per group.
+        alignment: add the alignment metrics (``resrl/residual_energy_mean`` etc.) of the fitted subspaces.
     """
     r = algo.resrl
     if r.reweight == "none":
@@ -164,30 +168,30 @@ def apply_resrl(
     # Each loss token is a row of length 1, so the hidden states stay compact ([n, 1, d], no padding).
     tok_pos = positive[loss_mask][:, None]
     tok_neg = negative[loss_mask][:, None]
-    ones = torch.ones_like(tok_pos)
-    h = hidden[:, None, :]
-    kwargs = {"rank": r.rank, "max_pos_tokens": r.max_pos_tokens, "svd": r.svd, "niter": r.niter}
-    w_tok = torch.ones(n, dtype=torch.float32)
-    for g in torch.unique(token_group).tolist():
-        idx = (token_group == g).nonzero(as_tuple=True)[0]
-        if not (bool(tok_pos[idx].any()) and bool(tok_neg[idx].any())):
-            continue  # no positive or no negative token: the negatives keep w = 1 (positives get lambda anyway)
-        name = group_names[g] if group_names is not None else g
-        generator = None if seed is None else torch.Generator(device=h.device).manual_seed(derive_seed(seed, name))
-        dev = idx.to(h.device)
-        w_tok[idx] = token_weights(
-            h[dev],
-            ones[idx].to(h.device),
-            tok_pos[idx].to(h.device),
-            [g] * int(idx.numel()),
-            negative=tok_neg[idx].to(h.device),
-            q_low=r.q_low,
-            q_high=r.q_high,
-            min_weight=r.min_weight,
-            generator=generator,
-            **kwargs,  # type: ignore[arg-type]
-        )[:, 0].cpu()
-    token_group_list = token_group.tolist()
+    dev = hidden.device
+
+    def group_seed(g: int) -> int:
+        # group g's own generator seed, whatever other groups share the call
+        if seed is None:
+            return DEFAULT_SEED
+        return derive_seed(seed, group_names[g] if group_names is not None else g)
+
+    w, stats = token_weights_with_alignment(
+        hidden[:, None, :],
+        torch.ones_like(tok_pos, device=dev),
+        tok_pos.to(dev),
+        token_group.tolist(),
+        negative=tok_neg.to(dev),
+        rank=r.rank,
+        q_low=r.q_low,
+        q_high=r.q_high,
+        min_weight=r.min_weight,
+        max_pos_tokens=r.max_pos_tokens,
+        svd=r.svd,
+        niter=r.niter,
+        group_seeds=group_seed,
+    )
+    w_tok = w[:, 0].cpu()
     weights = torch.ones_like(token_adv)
     weights[loss_mask] = w_tok
     out = reweight_advantages(token_adv, weights, positive, pos_scale=r.pos_scale)
@@ -199,9 +203,6 @@ def apply_resrl(
     metrics.update(tensor_stats("resrl/neg_weight", neg_w))
     metrics["resrl/neg_reweighted_frac"] = float((neg_w < 1).float().mean()) if neg_w.numel() else 0.0
     if alignment:
-        stats = alignment_bound(
-            h, ones.to(h.device), tok_pos.to(h.device), token_group_list, negative=tok_neg.to(h.device), **kwargs
-        )
         metrics.update(stats.summary())
     return out, metrics
 

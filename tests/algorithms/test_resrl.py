@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from resrl_agent.algorithms.resrl import (
     positive_subspace,
     reweight_advantages,
     token_weights,
+    token_weights_with_alignment,
 )
 
 SETTINGS = settings(max_examples=50, deadline=None)
@@ -164,6 +166,73 @@ def test_subsampling_uses_the_generator() -> None:
     state = torch.get_rng_state()
     assert torch.equal(token_weights(hidden, mask, positive, [0] * 4), token_weights(hidden, mask, positive, [0] * 4))
     assert torch.equal(state, torch.get_rng_state())
+
+
+def _two_groups(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Groups "A" (rows 0-3) and "B" (rows 4-7), 2 positive rows of 10 tokens each: 20 positive tokens."""
+    gen = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(8, 10, 16, generator=gen)
+    mask = torch.rand(8, 10, generator=gen) > 0.1
+    positive = torch.tensor([True, True, False, False] * 2)
+    return hidden, mask, positive, ["A"] * 4 + ["B"] * 4
+
+
+def test_group_seeds_make_a_group_independent_of_the_others() -> None:
+    hidden, mask, positive, groups = _two_groups(9)
+    seeds = {"A": 11, "B": 12}
+    # subsampling (max_pos_tokens < 20 positives) and the randomized SVD both draw from the group's generator
+    kw: dict[str, Any] = {"max_pos_tokens": 6, "svd": "randomized", "rank": 3}
+    both = token_weights(hidden, mask, positive, groups, group_seeds=seeds, **kw)
+    alone = token_weights(hidden[:4], mask[:4], positive[:4], groups[:4], group_seeds=seeds, **kw)
+    assert torch.equal(both[:4], alone)
+    # order does not matter either (B first), and a function works like the mapping
+    flipped = token_weights(
+        torch.cat([hidden[4:], hidden[:4]]),
+        torch.cat([mask[4:], mask[:4]]),
+        torch.cat([positive[4:], positive[:4]]),
+        groups[4:] + groups[:4],
+        group_seeds=seeds.__getitem__,
+        **kw,
+    )
+    assert torch.equal(flipped[4:], alone) and torch.equal(flipped[:4], both[4:])
+    # each group's weights are those of a call on that group alone with a generator seeded with its seed
+    for rows, name in ((slice(0, 4), "A"), (slice(4, 8), "B")):
+        gen = torch.Generator().manual_seed(seeds[name])
+        single = token_weights(hidden[rows], mask[rows], positive[rows], groups[rows], generator=gen, **kw)
+        assert torch.equal(both[rows], single)
+    # a shared generator, by contrast, makes B's draws depend on A having been fitted first
+    shared = token_weights(hidden, mask, positive, groups, generator=torch.Generator().manual_seed(12), **kw)
+    assert not torch.equal(shared[4:], both[4:])
+    # the seed matters (another subsample of A's positives, another subspace)
+    other = token_weights(hidden, mask, positive, groups, group_seeds={"A": 13, "B": 12}, **kw)
+    assert not torch.equal(other[:4], both[:4]) and torch.equal(other[4:], both[4:])
+    with pytest.raises(ValueError, match="not both"):
+        token_weights(hidden, mask, positive, groups, generator=torch.Generator(), group_seeds=seeds)
+
+
+@pytest.mark.parametrize("seeding", ["group_seeds", "generator", "default"])
+def test_weights_with_alignment_equal_the_separate_calls(seeding: str) -> None:
+    hidden, mask, positive, groups = _two_groups(10)
+    groups = [*groups[:7], "C"]  # "C" has no positive row: skipped by both
+    kw: dict[str, Any] = {"max_pos_tokens": 6, "svd": "randomized", "rank": 3}
+
+    def seeding_kw() -> dict[str, Any]:
+        if seeding == "group_seeds":
+            return {"group_seeds": lambda g: {"A": 1, "B": 2, "C": 3}[g]}
+        if seeding == "generator":
+            return {"generator": torch.Generator().manual_seed(4)}  # fresh per call: the same draws each time
+        return {}
+
+    weights, stats = token_weights_with_alignment(hidden, mask, positive, groups, **kw, **seeding_kw())
+    assert torch.equal(weights, token_weights(hidden, mask, positive, groups, **kw, **seeding_kw()))
+    separate = alignment_bound(hidden, mask, positive, groups, **kw, **seeding_kw())
+    assert stats.groups == separate.groups == ["A", "B", "C"]
+    for field in ("residual_energy", "projection_energy", "num_negative_tokens"):
+        torch.testing.assert_close(getattr(stats, field), getattr(separate, field), rtol=0, atol=0, equal_nan=True)
+    assert stats.num_negative_tokens.tolist()[2] == 0 and bool((weights[7] == 1).all())
+    assert int(stats.num_negative_tokens[0]) > 0 and int(stats.num_negative_tokens[1]) > 0
+    with pytest.raises(ValueError, match="min_weight"):
+        token_weights_with_alignment(hidden, mask, positive, groups, min_weight=2.0)
 
 
 def test_bf16_hidden_computes_in_fp32() -> None:

@@ -10,7 +10,7 @@ import torch
 
 from resrl_agent.config import load_config
 from resrl_agent.trainer.learner import Learner, LearnerSettings
-from resrl_agent.trainer.update import compute_turn_advantages, train_on_episodes
+from resrl_agent.trainer.update import apply_resrl, compute_turn_advantages, train_on_episodes
 from resrl_agent.types import collate
 
 
@@ -55,3 +55,39 @@ def test_env_error_episodes_enter_neither_group_statistics_nor_loss(fresh_model:
     train_on_episodes(learner, episodes, cfg)
     changed = any(not torch.equal(v, states[1][k]) for k, v in learner.model.state_dict().items())
     assert changed
+
+
+def test_apply_resrl_weights_of_a_group_do_not_depend_on_the_other_groups() -> None:
+    # Data parallel: a rank fits only its groups, so a group's reweighted advantages must not depend on which
+    # other groups share the call (subsampling and the randomized SVD draw from the group's own seed).
+    gen = torch.Generator().manual_seed(0)
+    rows, t, d = 9, 12, 16
+    row_group = torch.tensor([2, 0, 1, 2, 0, 1, 2, 0, 1])
+    loss_mask = torch.rand(rows, t, generator=gen) > 0.2
+    token_adv = torch.randn(rows, 1, generator=gen).expand(rows, t) * loss_mask
+    hidden = torch.randn(int(loss_mask.sum()), d, generator=gen)
+    names = ["g0", "g1", "g2"]
+    cfg = load_config(None, ["algo.resrl.svd=randomized", "algo.resrl.max_pos_tokens=5", "algo.resrl.rank=3"])
+    score = torch.zeros(rows)
+    full, metrics = apply_resrl(token_adv, loss_mask, hidden, row_group, score, cfg.algo, seed=5, group_names=names)
+    tok_row = loss_mask.nonzero(as_tuple=True)[0]
+    for keep in ([0, 1], [2]):  # the rows of some groups, as one rank would hold them
+        sel = torch.isin(row_group, torch.tensor(keep))
+        part, _ = apply_resrl(
+            token_adv[sel],
+            loss_mask[sel],
+            hidden[sel[tok_row]],
+            row_group[sel],
+            score[sel],
+            cfg.algo,
+            seed=5,
+            group_names=names,
+        )
+        assert torch.equal(part, full[sel])
+    assert "resrl/residual_energy_mean" in metrics and metrics["resrl/groups_processed"] == 3.0  # all three fitted
+    _, quiet = apply_resrl(
+        token_adv, loss_mask, hidden, row_group, score, cfg.algo, seed=5, group_names=names, alignment=False
+    )
+    assert (
+        "resrl/residual_energy_mean" not in quiet and quiet["resrl/neg_weight_mean"] == metrics["resrl/neg_weight_mean"]
+    )
