@@ -220,6 +220,15 @@ class TrainerConfig(_Section):
         0.0, ge=0.0, le=1.0, description="SFT data: chance a turn steps a random admissible command (expert label kept)"
     )
     sft_workers: int = Field(1, ge=1, description="SFT data: processes that play the expert episodes")
+    sft_prompt_weight: float = Field(
+        0.0,
+        ge=0.0,
+        description="SFT: add this weight x the prompt tokens' cross-entropy (language modelling on the env's text; "
+        "helps a model trained from scratch, 0 for a pretrained one)",
+    )
+    sft_group_by_length: bool = Field(
+        True, description="SFT: each step's rows have similar lengths (less padding; the rows per epoch are the same)"
+    )
     sft_only_won: bool = Field(True, description="SFT data: drop expert episodes that did not win within max_turns")
     logit_chunk_tokens: int = Field(1024, ge=1, description="tokens per LM-head chunk (fp32 logits of one chunk)")
     driver: Literal["local", "ray"] = Field("local", description="one process, or Ray actors")

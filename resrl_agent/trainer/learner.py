@@ -483,26 +483,61 @@ class Learner:
 
         return self._accumulate(input_ids, attention_mask, mask, loss_fn, apply=apply)
 
-    def sft_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, mask: torch.Tensor) -> dict[str, float]:
+    def sft_step(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        prompt_weight: float = 0.0,
+    ) -> dict[str, float]:
         """One optimizer step of token-mean cross-entropy on the ``mask`` tokens (expert responses).
 
         The cross-entropy is that of the model's own distribution (T = 1), whatever the rollout temperature: SFT
         fits the policy, and sampling at T != 1 rescales it later.
-        """
 
+        ``prompt_weight`` w > 0 adds w x the token-mean cross-entropy of the prompt tokens (every other non-pad
+        token but the first): language modelling on the env's own text, which a model trained from scratch needs
+        to learn that the names in an observation are the ones its command must copy. Each term is a token mean
+        over the whole step (all micro-batches and ranks), so accumulation still equals one big batch.
+        """
+        mask = mask.to(torch.bool)
         if self.parallel is not None:  # every rank got the same rows: train on this rank's share, by token count
-            counts = mask.sum(dim=1).tolist()
+            counts = attention_mask.sum(dim=1).tolist() if prompt_weight > 0 else mask.sum(dim=1).tolist()
             owner = assign_groups(list(range(len(counts))), counts, self.parallel.world_size)
             mine = [i for i, r in enumerate(owner) if r == self.parallel.rank]
             input_ids, attention_mask, mask = input_ids[mine], attention_mask[mine], mask[mine]
 
-        def loss_fn(rows: list[int], width: int, fwd: ResponseForward, denominator: float) -> Any:
-            n = int(fwd.logprobs.numel())
-            loss = -fwd.logprobs.sum() / denominator
-            metrics = {"sft/nll": fwd.logprobs.detach().neg().mean() if n else torch.zeros(())}
-            return loss, metrics, n
+        if prompt_weight <= 0:
 
-        return self._accumulate(input_ids, attention_mask, mask, loss_fn, force_token_mean=True, temperature=1.0)
+            def loss_fn(rows: list[int], width: int, fwd: ResponseForward, denominator: float) -> Any:
+                n = int(fwd.logprobs.numel())
+                loss = -fwd.logprobs.sum() / denominator
+                metrics = {"sft/nll": fwd.logprobs.detach().neg().mean() if n else torch.zeros(())}
+                return loss, metrics, n
+
+            return self._accumulate(input_ids, attention_mask, mask, loss_fn, force_token_mean=True, temperature=1.0)
+
+        prompt = attention_mask.to(torch.bool) & ~mask
+        prompt[:, 0] = False  # position 0 is never predicted
+        full = mask | prompt
+        counts = [int(mask.sum()), int(prompt.sum())]
+        if self.parallel is not None:
+            counts = [int(v) for v in self.parallel.sum(counts)]
+        n_resp, n_prompt = (float(max(c, 1)) for c in counts)
+
+        def mixed_loss(rows: list[int], width: int, fwd: ResponseForward, denominator: float) -> Any:
+            is_resp = _trim(mask, rows, width)[_trim(full, rows, width)].to(fwd.logprobs.device)  # row-major flags
+            resp, other = fwd.logprobs[is_resp], fwd.logprobs[~is_resp]
+            loss = -resp.sum() / n_resp - prompt_weight * other.sum() / n_prompt
+            metrics: dict[str, Any] = {}
+            if resp.numel():
+                metrics["sft/nll"] = (resp.detach().neg().mean(), int(resp.numel()))
+            if other.numel():
+                metrics["sft/prompt_nll"] = (other.detach().neg().mean(), int(other.numel()))
+            return loss, metrics, int(resp.numel())
+
+        return self._accumulate(input_ids, attention_mask, full, mixed_loss, force_token_mean=True, temperature=1.0)
 
     def _accumulate(
         self,
@@ -562,8 +597,9 @@ class Learner:
             loss.backward()
             total_loss += float(loss.detach())
             for key, value in metrics.items():
-                v = float(value)
-                _add_metric(sums, weights, key, v, weighted=v * n, weight=n)
+                # a metric is a value averaged over the micro-batch's n tokens, or (value, its own token count)
+                v, w = (float(value[0]), value[1]) if isinstance(value, tuple) else (float(value), n)
+                _add_metric(sums, weights, key, v, weighted=v * w, weight=w)
         num_micro = len(micro)
         if par is not None:
             for _ in range(passes - len(micro)):

@@ -256,8 +256,14 @@ def sft_epochs(
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     schedule: str = "constant",
     warmup_steps: int = 0,
+    prompt_weight: float = 0.0,
+    group_by_length: bool = False,
 ) -> list[dict[str, float]]:
     """Token-mean cross-entropy on the expert responses, ``epochs`` passes over shuffled rows.
+
+    ``prompt_weight`` adds that weight times the prompt tokens' cross-entropy (:meth:`Learner.sft_step`).
+    ``group_by_length`` draws each step's rows among rows of similar length (:func:`length_grouped_order`), so
+    a step pads little; the rows of an epoch are the same, only how they are grouped into steps changes.
 
     ``schedule="cosine"`` replaces the learner's scheduler with ``warmup_steps`` of linear warm-up and a cosine decay
     over exactly the optimizer steps these epochs take; ``"constant"`` keeps the learner's own scheduler.
@@ -270,19 +276,47 @@ def sft_epochs(
         )
     generator = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
+    lengths = batch.attention_mask.sum(dim=1).tolist()
     for epoch in range(epochs):
-        order = torch.randperm(batch.num_rows, generator=generator).tolist()
-        for start in range(0, len(order), batch_rows):
-            rows = order[start : start + batch_rows]
-            width = int(batch.attention_mask[rows].sum(dim=1).max())
+        if group_by_length:
+            steps = length_grouped_order(lengths, batch_rows, generator)
+        else:
+            order = torch.randperm(batch.num_rows, generator=generator).tolist()
+            steps = [order[start : start + batch_rows] for start in range(0, len(order), batch_rows)]
+        for rows in steps:
+            width = int(max(lengths[r] for r in rows))
             metrics = learner.sft_step(
-                batch.input_ids[rows, :width], batch.attention_mask[rows, :width], batch.loss_mask[rows, :width]
+                batch.input_ids[rows, :width],
+                batch.attention_mask[rows, :width],
+                batch.loss_mask[rows, :width],
+                prompt_weight=prompt_weight,
             )
             metrics["sft/epoch"] = float(epoch)
             history.append(metrics)
             if on_step is not None:
                 on_step(len(history), metrics)
     return history
+
+
+def length_grouped_order(
+    lengths: Sequence[int], batch_rows: int, generator: torch.Generator, *, pool_batches: int = 32
+) -> list[list[int]]:
+    """Steps of ``batch_rows`` rows of similar length, in random order (each row exactly once).
+
+    Rows are shuffled, cut into pools of ``pool_batches`` steps, each pool is sorted by length and cut into steps,
+    and the steps are shuffled: the usual "group by length" trade of padding against randomness. Only the last
+    step can be short. As many steps as a plain shuffle: ``ceil(len(lengths) / batch_rows)``.
+    """
+    order = torch.randperm(len(lengths), generator=generator).tolist()
+    pool = batch_rows * pool_batches
+    steps: list[list[int]] = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start : start + pool], key=lambda r: lengths[r])
+        steps.extend(chunk[i : i + batch_rows] for i in range(0, len(chunk), batch_rows))
+    # every pool but the last holds a whole number of steps, so only the very last step can be short: keep it last
+    tail = steps.pop() if steps and len(steps[-1]) < batch_rows else None
+    shuffled = [steps[i] for i in torch.randperm(len(steps), generator=generator).tolist()]
+    return shuffled + ([tail] if tail else [])
 
 
 def sft_lr_factor(step: int, *, warmup: int, total: int) -> float:
@@ -314,6 +348,8 @@ def sft_phase(
         pad_id=pad_id,
         schedule=t.sft_schedule,
         warmup_steps=t.sft_warmup_steps,
+        prompt_weight=t.sft_prompt_weight,
+        group_by_length=t.sft_group_by_length,
     )
     learner.reset_optimizer(lr=rl.lr, warmup_steps=rl.warmup_steps)
     return history

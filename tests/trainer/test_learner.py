@@ -171,3 +171,32 @@ def test_sft_nll_is_at_temperature_one_whatever_the_rollout_temperature(fresh_mo
     logp_hot, _, _ = hot.compute_logprobs(batch.input_ids, batch.attention_mask, batch.loss_mask, with_hidden=False)
     expect = torch.log_softmax(logits[rows, cols - 1] / 0.5, dim=-1).gather(1, targets[:, None])[:, 0]
     torch.testing.assert_close(logp_hot[batch.loss_mask], expect, atol=1e-5, rtol=1e-5)
+
+
+def test_sft_prompt_weight_adds_the_prompt_tokens_mean_nll(fresh_model: Any, episode_factory: Any) -> None:
+    """loss = mean NLL(responses) + w * mean NLL(prompt tokens), each a mean over the whole step (micro-batched)."""
+    batch = collate(episode_factory(num_groups=2, group_size=2, num_turns=2), "window")
+    w, lr = 0.3, 0.5
+    reference = copy.deepcopy(fresh_model)
+    learner = Learner(fresh_model, LearnerSettings(lr=lr, warmup_steps=0, grad_clip=1e9, micro_batch_tokens=60))
+    learner.optimizer = torch.optim.SGD([p for p in fresh_model.parameters() if p.requires_grad], lr=lr)
+    learner.scheduler = torch.optim.lr_scheduler.LambdaLR(learner.optimizer, lambda step: 1.0)
+    assert len(plan_micro_batches(batch.attention_mask.sum(1).tolist(), 60)) > 1
+    metrics = learner.sft_step(batch.input_ids, batch.attention_mask, batch.loss_mask, prompt_weight=w)
+
+    logits = reference(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long()).logits.float()
+    logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, batch.input_ids[:, 1:, None])[..., 0]
+    resp = batch.loss_mask[:, 1:]
+    prompt = batch.attention_mask[:, 1:].bool() & ~resp
+    assert 0 < int(resp.sum()) < int(prompt.sum())
+    resp_nll, prompt_nll = -logp[resp].mean(), -logp[prompt].mean()
+    (resp_nll + w * prompt_nll).backward()
+    assert math.isclose(metrics["sft/nll"], float(resp_nll.detach()), rel_tol=1e-5)
+    assert math.isclose(metrics["sft/prompt_nll"], float(prompt_nll.detach()), rel_tol=1e-5)
+    after = dict(fresh_model.named_parameters())
+    for name, p in reference.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(after[name].detach(), (p - lr * p.grad).detach(), atol=2e-6, rtol=1e-4)
+    # w = 0 is the plain response-only step: the prompt metric is absent
+    plain = Learner(copy.deepcopy(reference), LearnerSettings(lr=0.0, warmup_steps=0))
+    assert "sft/prompt_nll" not in plain.sft_step(batch.input_ids, batch.attention_mask, batch.loss_mask)
