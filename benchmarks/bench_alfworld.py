@@ -4,10 +4,12 @@ Every setup plays random admissible commands (seeded) on the shipped train games
 reports env-steps/s (resets are outside the timed window). alfworld's batch mode is ``AlfredTWEnv(...).init_env(N)``
 with the "dagger" config, so both sides compute the same infos (admissible commands, facts, handcoded expert).
 ``--soak`` adds a long run of the vector env (many short episodes) that samples the workers' RSS and checks that no
-process or temp dir outlives ``close``.
+process or temp dir outlives ``close``. ``--resets N`` times resets of N games not loaded before, each setup in a
+fresh process: without the translation cache on disk, with it empty (cold), and with it filled by the cold run.
 
     python benchmarks/bench_alfworld.py --n 2 --steps 60
     python benchmarks/bench_alfworld.py --n 2 --steps 0 --soak 1000 [--soak-games 30]
+    python benchmarks/bench_alfworld.py --steps 0 --resets 20 --rounds 2
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import multiprocessing
 import os
 import random
 import shutil
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from envs.alfworld.engine import DISK_CACHE_ENV, DISK_STATS
 from envs.alfworld.env import AlfworldEnv
 from envs.alfworld.games import GameRecord, index_games, shipped_games_dir
 from envs.alfworld.vector import AlfworldVectorEnv
@@ -127,6 +131,51 @@ def bench_alfworld_batch(games: list[GameRecord], batch_size: int, steps: int, s
     return total_steps / elapsed
 
 
+def reset_times(
+    data_dir: str, warmup: str, task_ids: list[str], cache_root: str, disk: bool
+) -> tuple[list[float], dict]:
+    """In a fresh process: one untimed reset (imports, grammar parse), then the time of each reset of ``task_ids``."""
+    os.environ["RESRL_CACHE"] = cache_root
+    os.environ[DISK_CACHE_ENV] = "1" if disk else "0"
+    env = AlfworldEnv(data_dir=data_dir)
+    env.reset(options={"task_id": warmup})
+    times = []
+    for task_id in task_ids:
+        start = time.perf_counter()
+        env.reset(options={"task_id": task_id})
+        times.append(time.perf_counter() - start)
+    env.close()
+    return times, dict(DISK_STATS)
+
+
+def bench_resets(train: list[GameRecord], n: int, rounds: int) -> None:
+    """Resets of games a process has not loaded: no disk cache, disk cache cold (empty), disk cache warm."""
+    data_dir = str(train[0].game_file.parents[2])
+    spawn = multiprocessing.get_context("spawn")
+    times: dict[str, list[float]] = {"no disk cache": [], "disk cache cold": [], "disk cache warm": []}
+    sizes = []
+    for round_ in range(rounds):
+        # Each round takes n games of its own from a stride over the train set (all task types), in a new cache root.
+        games = train[1 + round_ :: max(1, (len(train) - 1) // (n * rounds))][:n]
+        ids = [g.task_id for g in games]
+        with tempfile.TemporaryDirectory(prefix="bench-alfworld-resets-") as tmp:
+            for name, disk in (("no disk cache", False), ("disk cache cold", True), ("disk cache warm", True)):
+                with spawn.Pool(1) as pool:
+                    taken, stats = pool.apply(reset_times, (data_dir, train[0].task_id, ids, tmp, disk))
+                times[name].extend(taken)
+                print(f"  round {round_}, {name}: {statistics.median(taken) * 1000:.0f} ms median; disk {stats}")
+            files = list(Path(tmp).rglob("*.sas.z"))
+            sizes.append(sum(f.stat().st_size for f in files) / (n + 1))  # n games and the warm-up game
+    for name, values in times.items():
+        print(
+            f"{name:16s} reset: median {statistics.median(values) * 1000:6.1f} ms, mean "
+            f"{statistics.mean(values) * 1000:6.1f} ms over {len(values)} resets of distinct games"
+        )
+    print(
+        f"disk cache: {statistics.mean(sizes) / 1000:.1f} KB per game (two translations); load {os.getloadavg()[0]:.2f}"
+    )
+
+
 def soak(task_ids: list[str], n: int, episodes: int, max_steps: int, seed: int) -> None:
     # The workers inherit a private TMPDIR, so whatever temp entry they leave behind shows up there.
     worker_tmp = Path(tempfile.mkdtemp(prefix="soak-tmp-"))
@@ -174,6 +223,7 @@ def main() -> None:
     parser.add_argument(
         "--soak-games", type=int, default=0, help="soak over the first N train games only (0: all of them)"
     )
+    parser.add_argument("--resets", type=int, default=0, help="games per round for the reset timing (0 skips it)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     os.environ.setdefault("ALFWORLD_DATA", tempfile.mkdtemp(prefix="alfworld-data-"))
@@ -203,6 +253,8 @@ def main() -> None:
             f"ours N={args.n} / alfworld N={args.n}: {median[many] / median[alf_many]:.2f}x; "
             f"load average now {os.getloadavg()[0]:.2f}"
         )
+    if args.resets:
+        bench_resets(train, args.resets, args.rounds)
     if args.soak:
         pool = [g.task_id for g in train][: args.soak_games or None]
         soak(pool, args.n, args.soak, args.soak_max_steps, args.seed)

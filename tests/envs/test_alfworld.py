@@ -378,3 +378,223 @@ def test_shipped_games_are_reproduced_by_the_generator(env: AlfworldEnv) -> None
         task = next(number for number, name in TASK_TYPES.items() if name == record.task_type)
         draws = (sample_game(record.split, index, task, seed=0, attempt=a) for a in range(40))
         assert any(spec is not None and spec.problem == problem and spec.task_id == record.task_id for spec in draws)
+
+
+# --- the translation cache on disk (engine.TranslationDiskCache) ------------------------------------------------------
+
+
+def disk_trace(env: AlfworldEnv, task_ids: list[str]) -> list[list[object]]:
+    """Play each game: mostly the expert's command, every 5th an inadmissible one, every 5th a random admissible one.
+
+    Returns, per reset and step, the observation, admissible list, expert action, facts, reward, won flag, action
+    validity and goal progress, as JSON-able lists (a subprocess returns the same thing as JSON).
+    """
+    trace: list[list[object]] = []
+    for n, task_id in enumerate(task_ids):
+        rng = random.Random(n)
+        obs, info = env.reset(options={"task_id": task_id})
+        trace.append([task_id, obs, info["available_actions"], info["expert_action"], info["won"]])
+        for i in range(30):
+            if i % 5 == 2:
+                command = "take the moon from fridge 1"
+            elif i % 5 == 4:
+                command = rng.choice(info["available_actions"])
+            else:
+                command = info["expert_action"]
+            obs, reward, terminated, truncated, info = env.step(command)
+            trace.append(
+                [
+                    command,
+                    obs,
+                    info["available_actions"],
+                    info["expert_action"],
+                    sorted(fact_strings(env._state["facts"])),
+                    reward,
+                    info["won"],
+                    info["action_valid"],
+                    info["goal_condition_success"],
+                    terminated,
+                    truncated,
+                ]
+            )
+            if terminated or truncated:
+                break
+    return trace
+
+
+def disk_stats_since(before: dict[str, int]) -> dict[str, int]:
+    from envs.alfworld.engine import DISK_STATS
+
+    return {key: DISK_STATS[key] - before[key] for key in DISK_STATS}
+
+
+def test_disk_translation_cache_cold_then_warm_in_a_fresh_process(
+    env: AlfworldEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A game played with the disk cache empty, then in a new process with it filled, plays identically."""
+    import subprocess
+    import sys
+
+    from envs.alfworld.engine import DISK_CACHE_ENV, DISK_STATS, clear_memory_caches, default_translation_dir
+
+    monkeypatch.setenv("RESRL_CACHE", str(tmp_path))  # an empty translation cache; the games stay where they are
+    monkeypatch.setenv(DISK_CACHE_ENV, "1")
+    task_ids = [env.task_ids(split="valid_seen", task_type=task_type)[1] for task_type in TASK_TYPES.values()]
+    clear_memory_caches()
+    before = dict(DISK_STATS)
+    cold_env = AlfworldEnv(data_dir=str(env.games_root))
+    cold = disk_trace(cold_env, task_ids)
+    cold_env.close()
+    assert disk_stats_since(before) == {"hits": 0, "misses": 12, "corrupt": 0, "write_errors": 0}
+    directory = default_translation_dir()
+    assert directory.is_relative_to(tmp_path) and len(list(directory.iterdir())) == 12  # 2 per game, no temp files
+    assert any(step[6] for step in cold if len(step) > 5), "no game was won"
+    assert any(not step[7] for step in cold if len(step) > 5), "no inadmissible command was played"
+
+    script = (
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_alfworld import disk_trace\n"
+        "from envs.alfworld.engine import DISK_STATS\n"
+        "from envs.alfworld.env import AlfworldEnv\n"
+        "trace = disk_trace(AlfworldEnv(data_dir=sys.argv[1]), sys.argv[2:])\n"
+        "print(json.dumps({'trace': trace, 'stats': DISK_STATS}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(env.games_root), *task_ids],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=Path(__file__).parents[2],
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    warm = json.loads(done.stdout.strip().splitlines()[-1])
+    assert warm["stats"] == {"hits": 12, "misses": 0, "corrupt": 0, "write_errors": 0}
+    assert warm["trace"] == json.loads(json.dumps(cold))
+
+
+def test_corrupt_translation_cache_entry_is_recomputed(
+    env: AlfworldEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+    import pickle
+
+    from fast_downward.interface import pddl2sas
+
+    from envs.alfworld.engine import (
+        DISK_CACHE_ENV,
+        DISK_STATS,
+        TranslationDiskCache,
+        clear_memory_caches,
+        default_translation_dir,
+    )
+
+    record = next(g for g in env.games if g.task_type == "pick_two_obj_and_place")
+    game = json.loads(record.game_file.read_text())
+    domain, problem = game["pddl_domain"], game["pddl_problem"]
+    calls = []
+
+    def translate(domain: str, problem: str, **kwargs: object) -> object:
+        calls.append(kwargs)
+        return pddl2sas(domain, problem, **kwargs)
+
+    cache = TranslationDiskCache(tmp_path / "translations")
+    names = set()
+    for optimize in (False, True):  # one folder for both: an entry is the translation of its own options
+        reference_task, reference_sas = pddl2sas(domain, problem, optimize=optimize)
+        kwargs = {"verbose": False, "optimize": optimize}
+        calls.clear()
+        cache.translate(translate, domain, problem, **kwargs)
+        path = cache.path(cache.key(domain, problem, kwargs))
+        good = path.read_bytes()
+        flipped = bytearray(good)
+        flipped[len(good) // 2] ^= 1
+        for bad in (good[: len(good) // 2], b"", bytes(flipped), b"not a cache file", good[:40]):
+            path.write_bytes(bad)
+            caplog.clear()
+            with caplog.at_level(logging.DEBUG, logger="envs.alfworld.engine"):
+                task, sas = cache.translate(translate, domain, problem, **kwargs)
+            assert "ignoring corrupt ALFWorld translation cache entry" in caplog.text
+            assert sas == reference_sas and pickle.dumps(task) == pickle.dumps(reference_task)
+            assert path.read_bytes() == good  # recomputed and overwritten
+        assert len(calls) == 6
+        # A hit never calls the translator, and its task (parsed again) is the translator's object graph.
+        task, sas = cache.translate(lambda *a, **k: pytest.fail("translated on a hit"), domain, problem, **kwargs)
+        assert sas == reference_sas and pickle.dumps(task) == pickle.dumps(reference_task)
+        names.add(path.name)
+        assert {p.name for p in path.parent.iterdir()} == names  # no temp file left behind
+
+    # Through the env: every entry of a game truncated, the game still plays as before and the entries are rewritten.
+    monkeypatch.setenv("RESRL_CACHE", str(tmp_path / "root"))
+    monkeypatch.setenv(DISK_CACHE_ENV, "1")
+    clear_memory_caches()
+    first = AlfworldEnv(data_dir=str(env.games_root))
+    expected = disk_trace(first, [record.task_id])
+    files = sorted(default_translation_dir().iterdir())
+    assert len(files) == 2
+    good = [f.read_bytes() for f in files]
+    for f in files:
+        f.write_bytes(f.read_bytes()[:100])
+    clear_memory_caches()
+    before = dict(DISK_STATS)
+    again = AlfworldEnv(data_dir=str(env.games_root))
+    assert disk_trace(again, [record.task_id]) == expected
+    assert disk_stats_since(before) == {"hits": 0, "misses": 2, "corrupt": 2, "write_errors": 0}
+    assert [f.read_bytes() for f in files] == good
+
+
+def test_disk_translation_cache_opt_out_and_unwritable_dir(
+    env: AlfworldEnv, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from envs.alfworld.engine import DISK_CACHE_ENV, clear_memory_caches, default_translation_dir
+
+    task_id = first_game(env, "valid_unseen", "pick_clean_then_place_in_recep")
+    monkeypatch.setenv("RESRL_CACHE", str(tmp_path))
+    monkeypatch.setenv(DISK_CACHE_ENV, "0")
+    clear_memory_caches()
+    plain = AlfworldEnv(data_dir=str(env.games_root))
+    observation, _ = plain.reset(options={"task_id": task_id})
+    assert not default_translation_dir().exists()  # nothing written
+    # A cache folder that cannot be made: a warning, and the game plays as without the cache.
+    monkeypatch.setenv(DISK_CACHE_ENV, "1")
+    default_translation_dir().parent.mkdir(parents=True)
+    default_translation_dir().write_text("a file where the folder should be")
+    clear_memory_caches()
+    with caplog.at_level(logging.WARNING, logger="envs.alfworld.engine"):
+        assert AlfworldEnv(data_dir=str(env.games_root)).reset(options={"task_id": task_id})[0] == observation
+    assert "cannot write the ALFWorld translation cache" in caplog.text
+
+
+def test_concurrent_writers_of_one_translation_cache_entry(tmp_path: Path) -> None:
+    """Writers racing on one entry (os.replace of whole temp files): a reader sees the whole entry or none."""
+    import threading
+
+    from envs.alfworld.engine import TranslationDiskCache
+
+    cache = TranslationDiskCache(tmp_path)
+    text = "begin_version\n3\nend_version\n" + "x" * 300_000
+    stop = threading.Event()
+    seen: list[str | None] = []
+
+    def write() -> None:
+        for _ in range(60):
+            cache.write("k", text)
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.append(cache.read("k"))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writers = [threading.Thread(target=write) for _ in range(3)]
+    for thread in writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    stop.set()
+    reader.join()
+    assert seen and {value for value in seen if value is not None} == {text}
+    assert cache.read("k") == text and [p.name for p in tmp_path.iterdir()] == ["k.sas.z"]
