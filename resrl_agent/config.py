@@ -117,12 +117,23 @@ class RolloutConfig(_Section):
 
 
 class EngineConfig(_Section):
-    """The inference backend that samples rollouts."""
+    """The inference backend that samples rollouts.
 
-    backend: Literal["hf", "vllm", "openai"] = "hf"
+    ``vllm`` needs the vllm package where the engine runs (the trainer's process, or the Ray inference actor); that
+    is checked when the engine is built (``resrl_agent.trainer.engines.make_engine``: a ConfigError that says how to
+    install it), not here, so configs still load where vllm is absent (a Ray driver node, the main CI venv).
+    """
+
+    backend: Literal["hf", "vllm", "openai"] = Field(
+        "hf",
+        description="hf (transformers), vllm (offline vLLM engine; training pushes weights into it) or openai "
+        "(a server at engine.url: rollout/eval only)",
+    )
     url: str | None = None
-    device: str = "cpu"
-    gpu_memory_utilization: float = Field(0.5, gt=0.0, le=1.0)
+    device: str = Field("cpu", description="hf: where the engine's model lives (vLLM picks its own platform)")
+    gpu_memory_utilization: float = Field(
+        0.5, gt=0.0, le=1.0, description="vllm on CUDA: the GPU fraction it may take (CPU: VLLM_CPU_KVCACHE_SPACE)"
+    )
 
     @model_validator(mode="after")
     def _url_for_openai(self) -> EngineConfig:

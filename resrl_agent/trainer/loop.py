@@ -1,7 +1,8 @@
 """The single-process trainer: SFT warm start, then rollout -> advantages -> ResRL -> PPO -> weights to inference.
 
-One process holds the learner and the HF inference engine (sharing the policy's weights when both are on the
-same device, so "pushing weights" costs nothing). The Ray driver (:mod:`resrl_agent.trainer.ray_driver`) runs the
+One process holds the learner and the inference engine (:func:`resrl_agent.trainer.engines.make_engine`): HF shares
+the policy's weights when both are on the same device, so "pushing weights" costs nothing; vLLM runs its own engine
+and takes the learner's weights after every update. The Ray driver (:mod:`resrl_agent.trainer.ray_driver`) runs the
 same phases with rollout workers, an inference actor and one or several learner actors (``trainer.num_learners``).
 
 Determinism (``trainer.deterministic``): every generation request is its own batch of one, seeded from the run
@@ -22,13 +23,14 @@ from typing import Any
 
 from resrl_agent.config import RunConfig, dump_config
 from resrl_agent.errors import TrainerError
-from resrl_agent.inference.hf import HFEngine, load_model_and_tokenizer
+from resrl_agent.inference.hf import load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
 from resrl_agent.jobs import rollout_settings, summarize, wilson_interval
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import TaskSpec, run_episodes
 from resrl_agent.seeding import derive_seed, seed_everything
 from resrl_agent.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from resrl_agent.trainer.engines import close_engine, make_engine
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.metrics import MetricsSink
 from resrl_agent.trainer.sft import expert_episodes, sft_phase
@@ -114,11 +116,6 @@ class Trainer:
                 "actor per rank); the single-process trainer has one learner. Without Ray, run your own processes "
                 "with resrl_agent.trainer.distributed (init_learner_group, DataParallel, train_on_episodes)"
             )
-        if config.engine.backend != "hf":
-            raise TrainerError(
-                f"engine.backend={config.engine.backend!r}: the trainer drives the HF engine here; vLLM and "
-                "OpenAI-compatible engines plug in through the Ray driver's inference actor (not in this build)"
-            )
         model_dir = resolve_model_path(config.model.path)
         model, tokenizer = load_model_and_tokenizer(
             model_dir,
@@ -134,23 +131,14 @@ class Trainer:
 
     # --------------------------------------------------------------------------------------------- plumbing
     def _make_engine(self, model: Any, tokenizer: Any) -> Any:
-        batch = 1 if self.config.trainer.deterministic else 64
-        if self.config.engine.device == self.config.trainer.device:
-            return HFEngine(model, tokenizer, max_batch_size=batch)  # shares the policy's weights
-        import copy
-
-        return HFEngine(copy.deepcopy(model).to(self.config.engine.device), tokenizer, max_batch_size=batch)
+        """hf: shares the policy's module (same device) or a copy; vllm: its own engine that takes pushed weights."""
+        return make_engine(self.config, model, tokenizer)
 
     def push_weights(self) -> None:
-        """Make the inference engine sample from the learner's current weights."""
-        if self.engine.model is self.learner.model:
-            return
-        update = getattr(self.engine, "update_weights", None)
-        state = self.learner.model.state_dict()
-        if callable(update):
-            update(state)
-        else:
-            self.engine.model.load_state_dict(state)
+        """Make the inference engine sample from the learner's current weights (after every update)."""
+        if getattr(self.engine, "model", None) is self.learner.model:
+            return  # the HF engine shares the policy's module
+        self.engine.update_weights(self.learner.model.state_dict())
 
     def _emit(self, phase: str, step: int, metrics: dict[str, float]) -> None:
         self.sink.log(step, metrics, phase=phase)
@@ -329,7 +317,12 @@ class Trainer:
         return results
 
     def close(self) -> None:
-        """Release what the trainer holds (the Ray driver stops its actors)."""
+        """Release what the trainer holds: the engine's processes (vLLM's engine core); the Ray driver stops its
+        actors. Idempotent."""
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            self.engine = None
+            close_engine(engine)
 
     def _on_interrupt(self, signum: int, frame: Any) -> None:
         if self._interrupted:  # a second Ctrl-C stops at once (the handler below still saves)

@@ -28,14 +28,15 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from resrl_agent.config import RunConfig
 from resrl_agent.errors import TrainerError
-from resrl_agent.inference.base import Generation, SamplingParams
-from resrl_agent.inference.hf import HFEngine, load_model_and_tokenizer
+from resrl_agent.inference.base import Generation, InferenceEngine, SamplingParams
+from resrl_agent.inference.hf import load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
 from resrl_agent.jobs import rollout_settings
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import RolloutSettings, TaskSpec, run_episodes
 from resrl_agent.seeding import derive_seed, seed_everything
 from resrl_agent.trainer.distributed import DataParallel, free_port, init_learner_group
+from resrl_agent.trainer.engines import close_engine, make_engine
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.loop import Trainer
 from resrl_agent.trainer.sft import sft_phase
@@ -123,11 +124,11 @@ class LearnerWorker:
 
 
 class InferenceWorker:
-    """The HF engine behind the inference actor; ``update_weights`` loads the learner's weights."""
+    """The configured engine behind the inference actor (:func:`~resrl_agent.trainer.engines.make_engine`: HF on
+    ``engine.device``, or a vLLM engine); ``update_weights`` loads the learner's weights into it."""
 
     def __init__(self, config: RunConfig) -> None:
-        model, tokenizer = _load(config, config.engine.device)
-        self.engine = HFEngine(model, tokenizer, max_batch_size=1 if config.trainer.deterministic else 64)
+        self.engine: InferenceEngine = make_engine(config)
         self.version = 0
 
     def generate(
@@ -136,9 +137,13 @@ class InferenceWorker:
         return self.engine.generate(prompts, params, seeds)
 
     def update_weights(self, state: dict[str, Any], version: int) -> int:
-        self.engine.model.load_state_dict(state)
+        self.engine.update_weights(state)
         self.version = version
         return version
+
+    def close(self) -> None:
+        """Stop the engine's processes (vLLM's engine core) before the actor is killed; idempotent."""
+        close_engine(self.engine)
 
 
 class _RemoteEngine:
@@ -315,6 +320,12 @@ class RayTrainer(Trainer):
         return ordered
 
     def close(self) -> None:
-        """Stop this run's actors (the Ray instance itself stays up)."""
+        """Stop this run's actors (the Ray instance itself stays up); the inference actor first shuts its engine
+        down cleanly (a vLLM engine's processes would otherwise only notice their parent's death; see
+        :mod:`resrl_agent.inference.vllm_spawn`)."""
+        try:
+            ray.get(self.inference.close.remote(), timeout=60)
+        except Exception as err:  # a dead actor or a hung engine must not stop the others from being killed
+            logger.warning("inference actor: engine close failed (%s); killing it", err)
         for handle in [*self.workers, self.inference, *self.learners]:
             ray.kill(handle)
