@@ -405,31 +405,24 @@ def token_weights(
     Returns:
         [B, T] float32 weights on hidden's device.
     """
-    _check_weight_args(
+    weights, _ = token_weights_with_alignment(
+        hidden,
+        mask,
+        positive,
+        group_ids,
+        negative=negative,
+        rank=rank,
         q_low=q_low,
         q_high=q_high,
         min_weight=min_weight,
-        rank=rank,
         max_pos_tokens=max_pos_tokens,
+        svd=svd,
         niter=niter,
+        generator=generator,
         oversample=oversample,
+        group_seeds=group_seeds,
     )
-    with torch.no_grad():
-        en = _fit(
-            hidden,
-            mask,
-            positive,
-            group_ids,
-            negative=negative,
-            rank=rank,
-            max_pos_tokens=max_pos_tokens,
-            svd=svd,
-            niter=niter,
-            oversample=oversample,
-            generator=generator,
-            group_seeds=group_seeds,
-        )
-        return _weights_from(en, mask.shape, hidden.device, q_low=q_low, q_high=q_high, min_weight=min_weight)
+    return weights
 
 
 def token_weights_with_alignment(
