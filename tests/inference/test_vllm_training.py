@@ -65,16 +65,7 @@ def _engine_processes() -> set[int]:
 
 
 def _alive(pids: set[int]) -> set[int]:
-    import psutil
-
-    alive = set()
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.add(pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
+    return {pid for pid in pids if _running(pid)}
 
 
 @pytest.mark.vllm
