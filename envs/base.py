@@ -112,11 +112,14 @@ class PromptBuilder:
         """Messages appended after an assistant turn (concat mode): the env's answer, or parse feedback."""
         return [{"role": "user", "content": observation}]
 
-    def window(self, observation: str, info: dict[str, Any], history: list[tuple[str, str]]) -> list[Message]:
+    def window(
+        self, observation: str, info: dict[str, Any], history: list[tuple[str, str]], *, steps_taken: int | None = None
+    ) -> list[Message]:
         """The whole prompt of one window-mode turn after the system message.
 
         ``history`` holds the last k (observation acted on, action taken) pairs, oldest first; ``observation`` is
-        the current one.
+        the current one; ``steps_taken`` is the episode's step count so far (``len(history)`` when not given, which
+        undercounts once the episode is longer than the window).
         """
         lines = [f"Observation: {obs}\nAction: {action}" for obs, action in history]
         recent = ("Recent history:\n" + "\n".join(lines) + "\n\n") if lines else ""

@@ -237,6 +237,13 @@ class TrainerConfig(_Section):
         description="SFT: add this weight x the prompt tokens' cross-entropy (language modelling on the env's text; "
         "helps a model trained from scratch, 0 for a pretrained one)",
     )
+    sft_prompt_fraction: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="SFT: the share of prompt tokens, drawn each step, that enter the prompt loss (fewer: a cheaper "
+        "step, the same expected loss)",
+    )
     sft_group_by_length: bool = Field(
         True, description="SFT: each step's rows have similar lengths (less padding; the rows per epoch are the same)"
     )

@@ -41,32 +41,48 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 
-def format_history(history: Sequence[tuple[str, str]], k: int) -> str:
-    """The last ``k`` (action, observation) steps, numbered from the episode's start."""
+def format_history(history: Sequence[tuple[str, str]], k: int, *, steps_taken: int | None = None) -> str:
+    """The last ``k`` (observation, action) steps, numbered from the episode's start.
+
+    ``steps_taken`` (default ``len(history)``) is the episode's step count when ``history`` holds only its last steps.
+
+    Each step shows the observation the action was taken on, then the action; what the last action led to is the
+    current observation, which the prompt shows once, after the history (not also as the last step's outcome).
+    """
     if k <= 0 or not history:
         return ""
-    start = max(0, len(history) - k)
+    recent = list(history)[-k:]
+    first = (len(history) if steps_taken is None else steps_taken) - len(recent) + 1
     lines = [
-        f"[Step {start + i + 1}] Action: {action}\nObservation: {observation}"
-        for i, (action, observation) in enumerate(history[start:])
+        f"[Step {first + i}] Observation: {observation}\nAction: {action}"
+        for i, (observation, action) in enumerate(recent)
     ]
     return "\n".join(lines)
 
 
 def user_message(
-    observation: str, info: dict[str, Any], *, history: Sequence[tuple[str, str]] = (), history_window: int = 0
+    observation: str,
+    info: dict[str, Any],
+    *,
+    history: Sequence[tuple[str, str]] = (),
+    history_window: int = 0,
+    steps_taken: int | None = None,
 ) -> str:
-    """The whole prompt of one turn: task, recent history, current observation, admissible commands."""
+    """The whole prompt of one turn: task, recent history, current observation, admissible commands.
+
+    ``history`` holds the earlier steps as (observation acted on, action) pairs, oldest first; ``steps_taken``
+    (default ``len(history)``) the episode's step count, when ``history`` holds only the last steps.
+    """
+    taken = len(history) if steps_taken is None else steps_taken
     parts = []
     task = info.get("task")
     if task:
         parts.append(f"Your task is to: {task}.")
-    past = format_history(history, history_window)
+    past = format_history(history, history_window, steps_taken=taken)
     if past:
         shown = min(len(history), history_window)
         parts.append(f"Your last {shown} step{'s' if shown != 1 else ''}:\n{past}")
-        taken = f"{len(history)} step{'s' if len(history) != 1 else ''}"
-        parts.append(f"You have taken {taken}. Now you see:\n{observation}")
+        parts.append(f"You have taken {taken} step{'s' if taken != 1 else ''}. Now you see:\n{observation}")
     else:
         parts.append(f"You see:\n{observation}")
     parts.append(_admissible(info))
@@ -148,11 +164,11 @@ class AlfworldPrompts(PromptBuilder):
     def reply(self, observation: str, info: dict[str, Any]) -> list[Message]:
         return [{"role": "user", "content": observation_message(observation, info)}]
 
-    def window(self, observation: str, info: dict[str, Any], history: list[tuple[str, str]]) -> list[Message]:
-        # PromptBuilder gives (observation acted on, action); this prompt shows (action, what followed it)
-        seen = [obs for obs, _ in history] + [observation]
-        steps = [(action, seen[i + 1]) for i, (_, action) in enumerate(history)]
-        return [{"role": "user", "content": user_message(observation, info, history=steps, history_window=len(steps))}]
+    def window(
+        self, observation: str, info: dict[str, Any], history: list[tuple[str, str]], *, steps_taken: int | None = None
+    ) -> list[Message]:
+        content = user_message(observation, info, history=history, history_window=len(history), steps_taken=steps_taken)
+        return [{"role": "user", "content": content}]
 
 
 PROMPTS = AlfworldPrompts()

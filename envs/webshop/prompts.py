@@ -106,23 +106,26 @@ def user_message(
     task: str | None = None,
     history: Sequence[tuple[str, str]] = (),
     history_window: int = 2,
+    steps_taken: int | None = None,
 ) -> str:
-    """The whole prompt of one turn. ``history`` holds (observation, action) pairs of the earlier steps."""
+    """The whole prompt of one turn. ``history`` holds (observation, action) pairs of the earlier steps;
+    ``steps_taken`` (default ``len(history)``) the episode's step count, when ``history`` holds only the last steps."""
     task = task or info.get("task") or task_text(observation)
+    taken = len(history) if steps_taken is None else steps_taken
     current = format_observation(observation, task)
     parts = ["You are an expert autonomous agent shopping on the WebShop website.", f"Your task is to: {task}."]
     recent = list(history)[-history_window:] if history_window > 0 else []
     if recent:
-        first = len(history) - len(recent)
+        first = taken - len(recent)
         lines = [
             f"[Observation {first + i + 1}: {format_observation(obs, task)}, Action {first + i + 1}: '{action}']"
             for i, (obs, action) in enumerate(recent)
         ]
         parts.append(
-            f"You have taken {len(history)} step(s) so far. Your last {len(recent)} observation(s) and "
+            f"You have taken {taken} step(s) so far. Your last {len(recent)} observation(s) and "
             f"action(s):\n" + "\n".join(lines)
         )
-        parts.append(f"You are now at step {len(history) + 1} and your current observation is: {current}.")
+        parts.append(f"You are now at step {taken + 1} and your current observation is: {current}.")
     else:
         parts.append(f"Your current observation is: {current}.")
     parts.append(f"Your admissible actions for this page are:\n{format_actions(info)}.")
@@ -184,10 +187,11 @@ class WebShopPrompts(PromptBuilder):
     def reply(self, observation: str, info: dict[str, Any]) -> list[Message]:
         return [{"role": "user", "content": observation_message(observation, info, task=info.get("task", ""))}]
 
-    def window(self, observation: str, info: dict[str, Any], history: list[tuple[str, str]]) -> list[Message]:
-        return [
-            {"role": "user", "content": user_message(observation, info, history=history, history_window=len(history))}
-        ]
+    def window(
+        self, observation: str, info: dict[str, Any], history: list[tuple[str, str]], *, steps_taken: int | None = None
+    ) -> list[Message]:
+        content = user_message(observation, info, history=history, history_window=len(history), steps_taken=steps_taken)
+        return [{"role": "user", "content": content}]
 
 
 PROMPTS = WebShopPrompts()

@@ -490,6 +490,7 @@ class Learner:
         mask: torch.Tensor,
         *,
         prompt_weight: float = 0.0,
+        prompt_mask: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """One optimizer step of token-mean cross-entropy on the ``mask`` tokens (expert responses).
 
@@ -500,13 +501,21 @@ class Learner:
         token but the first): language modelling on the env's own text, which a model trained from scratch needs
         to learn that the names in an observation are the ones its command must copy. Each term is a token mean
         over the whole step (all micro-batches and ranks), so accumulation still equals one big batch.
+        ``prompt_mask`` (bool, the batch's shape) restricts the prompt term to those prompt tokens: a random subset
+        is an unbiased estimate of the full prompt mean that skips the LM head on the other positions.
         """
         mask = mask.to(torch.bool)
+        if prompt_mask is not None and prompt_mask.shape != mask.shape:
+            raise TrainerError(
+                f"sft_step: prompt_mask has shape {tuple(prompt_mask.shape)}, the batch {tuple(mask.shape)}"
+            )
         if self.parallel is not None:  # every rank got the same rows: train on this rank's share, by token count
             counts = attention_mask.sum(dim=1).tolist() if prompt_weight > 0 else mask.sum(dim=1).tolist()
             owner = assign_groups(list(range(len(counts))), counts, self.parallel.world_size)
             mine = [i for i, r in enumerate(owner) if r == self.parallel.rank]
             input_ids, attention_mask, mask = input_ids[mine], attention_mask[mine], mask[mine]
+            if prompt_mask is not None:
+                prompt_mask = prompt_mask[mine]
 
         if prompt_weight <= 0:
 
@@ -520,6 +529,8 @@ class Learner:
 
         prompt = attention_mask.to(torch.bool) & ~mask
         prompt[:, 0] = False  # position 0 is never predicted
+        if prompt_mask is not None:
+            prompt &= prompt_mask.to(torch.bool)
         full = mask | prompt
         counts = [int(mask.sum()), int(prompt.sum())]
         if self.parallel is not None:

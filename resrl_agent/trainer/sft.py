@@ -187,7 +187,9 @@ def _expert_episode(
         response = [*formatter.encode(text), formatter.eos_token_id]
         if settings.context_mode == "window":
             window = history[-settings.window_turns :] if settings.window_turns else []
-            pending = formatter.prompt_ids([*system, *builder.window(observation, info, window)], tools=tools)
+            pending = formatter.prompt_ids(
+                [*system, *builder.window(observation, info, window, steps_taken=len(history))], tools=tools
+            )
             prompt_len = len(pending)
         else:
             prompt_len = len(context)
@@ -257,17 +259,21 @@ def sft_epochs(
     schedule: str = "constant",
     warmup_steps: int = 0,
     prompt_weight: float = 0.0,
+    prompt_fraction: float = 1.0,
     group_by_length: bool = False,
 ) -> list[dict[str, float]]:
     """Token-mean cross-entropy on the expert responses, ``epochs`` passes over shuffled rows.
 
-    ``prompt_weight`` adds that weight times the prompt tokens' cross-entropy (:meth:`Learner.sft_step`).
+    ``prompt_weight`` adds that weight times the prompt tokens' cross-entropy (:meth:`Learner.sft_step`), over a
+    random ``prompt_fraction`` of the prompt tokens, drawn afresh each step (1.0: all of them).
     ``group_by_length`` draws each step's rows among rows of similar length (:func:`length_grouped_order`), so
     a step pads little; the rows of an epoch are the same, only how they are grouped into steps changes.
 
     ``schedule="cosine"`` replaces the learner's scheduler with ``warmup_steps`` of linear warm-up and a cosine decay
     over exactly the optimizer steps these epochs take; ``"constant"`` keeps the learner's own scheduler.
     """
+    if not 0.0 < prompt_fraction <= 1.0:
+        raise TrainerError(f"prompt_fraction={prompt_fraction}: it must be in (0, 1]")
     batch: Batch = collate(episodes, mode, pad_id=pad_id)  # type: ignore[arg-type]
     if schedule == "cosine":
         total = epochs * -(-batch.num_rows // batch_rows)
@@ -285,11 +291,15 @@ def sft_epochs(
             steps = [order[start : start + batch_rows] for start in range(0, len(order), batch_rows)]
         for rows in steps:
             width = int(max(lengths[r] for r in rows))
+            keep = None
+            if prompt_weight > 0 and prompt_fraction < 1.0:
+                keep = torch.rand((len(rows), width), generator=generator) < prompt_fraction
             metrics = learner.sft_step(
                 batch.input_ids[rows, :width],
                 batch.attention_mask[rows, :width],
                 batch.loss_mask[rows, :width],
                 prompt_weight=prompt_weight,
+                prompt_mask=keep,
             )
             metrics["sft/epoch"] = float(epoch)
             history.append(metrics)
@@ -349,6 +359,7 @@ def sft_phase(
         schedule=t.sft_schedule,
         warmup_steps=t.sft_warmup_steps,
         prompt_weight=t.sft_prompt_weight,
+        prompt_fraction=t.sft_prompt_fraction,
         group_by_length=t.sft_group_by_length,
     )
     learner.reset_optimizer(lr=rl.lr, warmup_steps=rl.warmup_steps)

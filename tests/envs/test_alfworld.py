@@ -246,10 +246,17 @@ def test_prompts_window_and_corpus(env: AlfworldEnv) -> None:
     observation, info = env.reset(options={"task_id": first_game(env, "train", "pick_and_place_simple")})
     first = prompts.user_message(observation, info)
     assert f"Your task is to: {info['task']}." in first and "'go to " in first and "'help'" not in first
-    history = [("go to shelf 1", "You arrive at shelf 1."), ("look", "Nothing happens."), ("inventory", "None.")]
-    windowed = prompts.user_message("Nothing happens.", info, history=history, history_window=2)
-    assert "[Step 2] Action: look" in windowed and "[Step 3] Action: inventory" in windowed
-    assert "[Step 1]" not in windowed and "You have taken 3 steps." in windowed
+    history = [(observation, "go to shelf 1"), ("You arrive at shelf 1.", "look"), ("Nothing happens.", "inventory")]
+    windowed = prompts.user_message("You are carrying nothing.", info, history=history, history_window=2)
+    assert "[Step 2] Observation: You arrive at shelf 1.\nAction: look\n" in windowed
+    assert "[Step 3] Observation: Nothing happens.\nAction: inventory\n" in windowed
+    assert "[Step 1]" not in windowed and "You have taken 3 steps. Now you see:\nYou are carrying nothing." in windowed
+    # the window a rollout builds shows each observation once: the last action's outcome only as the current one
+    message = prompts.PROMPTS.window("You arrive at shelf 1.", info, [(observation, "go to shelf 1")])[0]["content"]
+    assert isinstance(message, str) and message.count("You arrive at shelf 1.") == 1
+    late = prompts.PROMPTS.window("Nothing happens.", info, history[-2:], steps_taken=7)[0]["content"]
+    assert "[Step 6] Observation: You arrive at shelf 1." in late and "[Step 7] Observation: Nothing happens." in late
+    assert "You have taken 7 steps." in late and "[Step 2]" not in late
     start = time.perf_counter()
     corpus = prompts.corpus_texts()
     assert time.perf_counter() - start < 1.0 and len(corpus) > 200

@@ -18,7 +18,7 @@ import envs
 from envs.base import check_info
 from envs.webshop.actions import parse_action
 from envs.webshop.env import WebShopEnv
-from envs.webshop.prompts import corpus_texts, format_observation, task_text, user_message
+from envs.webshop.prompts import PROMPTS, corpus_texts, format_observation, task_text, user_message
 from envs.webshop.search import SearchEngine, analyze, page_of, product_document
 
 GOAL0 = "find me counter height stools that is adjustable height with color: black, and price lower than 100.00 dollars"
@@ -346,6 +346,9 @@ def test_prompts(env: WebShopEnv) -> None:
     message = user_message(later, later_info, task=GOAL0, history=history)
     assert "You have taken 1 step(s) so far." in message and "You are now at step 2" in message
     assert "[Observation 1: 'Search', Action 1: 'search[stools]']" in message
+    windowed = PROMPTS.window(later, later_info, history, steps_taken=4)[0]["content"]
+    assert "You have taken 4 step(s) so far." in windowed and "You are now at step 5" in windowed
+    assert "[Observation 4: 'Search', Action 4: 'search[stools]']" in windowed
     texts = corpus_texts()
     assert 200 <= len(texts) <= 1000 and all(isinstance(t, str) and t for t in texts)
     assert envs.action_parser("resrl/WebShop-v0") is parse_action

@@ -87,3 +87,21 @@ def test_saved_episodes_are_token_exact(
     assert diff < TOLERANCE, f"{env_id} {mode}: recomputed logprobs differ from the rollout's by {diff:.2e}"
     if mode == "concat":  # turn 0 holds the whole first prompt; later turns only the delta after the response
         assert saved[0].turns[0].prompt_ids[: len(saved[1].turns[0].prompt_ids)] == saved[1].turns[0].prompt_ids
+
+
+def test_window_prompts_count_every_step_not_only_the_window(tiny_model: Any, tiny_tokenizer: Any) -> None:
+    """A window of 1 turn at turn 2: the prompt numbers the shown step 2 and says 2 steps were taken."""
+    env_id = "resrl/ALFWorld-v0"
+    settings = RolloutSettings(
+        context_mode="window",
+        window_turns=1,
+        max_turns=3,
+        max_context_tokens=4096,
+        sampling=SamplingParams(max_new_tokens=8),
+    )
+    tasks = [TaskSpec(_first_task(env_id), "steps", 0, 5)]
+    formatter = ChatFormatter(tiny_tokenizer)
+    (episode,) = run_episodes(env_id, tasks, HFEngine(tiny_model, tiny_tokenizer), formatter, settings)
+    assert len(episode.turns) == 3
+    third = tiny_tokenizer.decode(episode.turns[2].prompt_ids)
+    assert "[Step 2] Observation:" in third and "[Step 1]" not in third and "You have taken 2 steps." in third

@@ -11,6 +11,7 @@ import torch
 
 from resrl_agent.algorithms.resrl import token_weights
 from resrl_agent.config import load_config
+from resrl_agent.errors import TrainerError
 from resrl_agent.trainer.learner import Learner, LearnerSettings, plan_micro_batches, token_logprobs
 from resrl_agent.trainer.update import apply_resrl, compute_turn_advantages
 from resrl_agent.types import collate
@@ -200,3 +201,13 @@ def test_sft_prompt_weight_adds_the_prompt_tokens_mean_nll(fresh_model: Any, epi
     # w = 0 is the plain response-only step: the prompt metric is absent
     plain = Learner(copy.deepcopy(reference), LearnerSettings(lr=0.0, warmup_steps=0))
     assert "sft/prompt_nll" not in plain.sft_step(batch.input_ids, batch.attention_mask, batch.loss_mask)
+    # a prompt_mask keeps only those prompt tokens in the prompt term (the response term is unchanged)
+    keep = torch.rand(batch.input_ids.shape, generator=torch.Generator().manual_seed(1)) < 0.3
+    sub = Learner(copy.deepcopy(reference), LearnerSettings(lr=0.0, warmup_steps=0, micro_batch_tokens=60))
+    masked = sub.sft_step(batch.input_ids, batch.attention_mask, batch.loss_mask, prompt_weight=w, prompt_mask=keep)
+    kept = prompt & keep[:, 1:]
+    assert 0 < int(kept.sum()) < int(prompt.sum())
+    assert math.isclose(masked["sft/prompt_nll"], float(-logp[kept].mean().detach()), rel_tol=1e-5)
+    assert math.isclose(masked["sft/nll"], float(resp_nll), rel_tol=1e-5)
+    with pytest.raises(TrainerError, match="prompt_mask has shape"):
+        sub.sft_step(batch.input_ids, batch.attention_mask, batch.loss_mask, prompt_weight=w, prompt_mask=keep[:1])

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import envs
 from envs.base import PromptBuilder
+from resrl_agent.errors import TrainerError
 from resrl_agent.inference.base import SamplingParams
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import RolloutSettings, TaskSpec
@@ -126,6 +127,37 @@ def test_sft_epochs_cosine_schedule_spans_exactly_its_steps(fresh_model: Any, ti
     assert all(abs(a - b) < 1e-12 for a, b in zip(lrs, [1e-3, 7.5e-4, 2.5e-4, 0.0], strict=True)), lrs
 
 
+def test_sft_epochs_prompt_fraction_draws_a_fresh_share_of_positions_each_step(
+    fresh_model: Any, tiny_tokenizer: Any
+) -> None:
+    formatter = ChatFormatter(tiny_tokenizer)
+    settings = RolloutSettings(context_mode="concat", max_turns=1, max_context_tokens=512)
+    episodes = expert_episodes(
+        "resrl/Echo-v0", [TaskSpec(f"echo-{k}", f"e{k}", 0, k) for k in range(8)], formatter, settings
+    )
+    learner = Learner(fresh_model, LearnerSettings(lr=1e-4, warmup_steps=0))
+    seen: list[torch.Tensor | None] = []
+    step = learner.sft_step
+
+    def spy(*args: Any, prompt_mask: torch.Tensor | None = None, **kwargs: Any) -> dict[str, float]:
+        seen.append(prompt_mask)
+        return step(*args, prompt_mask=prompt_mask, **kwargs)
+
+    learner.sft_step = spy  # type: ignore[method-assign]
+    history = sft_epochs(
+        learner, episodes, "concat", epochs=1, batch_rows=4, seed=0, prompt_weight=1.0, prompt_fraction=0.25
+    )
+    assert len(history) == 2 and all("sft/prompt_nll" in h for h in history)
+    masks = [m for m in seen if m is not None]
+    assert len(masks) == 2 and not torch.equal(masks[0][:, :8], masks[1][:, :8])
+    share = float(torch.cat([m.flatten() for m in masks]).float().mean())
+    assert 0.15 < share < 0.35, share
+    sft_epochs(learner, episodes, "concat", epochs=1, batch_rows=4, seed=0, prompt_weight=1.0)
+    assert seen[-2:] == [None, None]  # the whole prompt: no mask at all
+    with pytest.raises(TrainerError, match="prompt_fraction"):
+        sft_epochs(learner, episodes, "concat", epochs=1, batch_rows=4, seed=0, prompt_weight=1.0, prompt_fraction=0.0)
+
+
 def test_expert_episodes_in_worker_processes_equal_the_sequential_ones(tiny_tokenizer: Any) -> None:
     """workers=2 plays the tasks in two spawned processes: same episodes, same order, token for token."""
     import gymnasium as gym
@@ -143,6 +175,12 @@ def test_expert_episodes_in_worker_processes_equal_the_sequential_ones(tiny_toke
     assert [e.task_id for e in parallel] == task_ids
     assert [e.to_dict() for e in parallel] == [e.to_dict() for e in sequential]
     assert sum(t.info.get("explored", False) for e in parallel for t in e.turns) > 0  # the seeded detours match too
+    # a window of 2 at turn 3: the steps shown are numbered 2 and 3 of the episode, and 3 were taken
+    longest = max(parallel, key=lambda e: len(e.turns))
+    assert len(longest.turns) == 4
+    fourth = tiny_tokenizer.decode(longest.turns[3].prompt_ids)
+    assert "[Step 2] Observation:" in fourth and "[Step 3] Observation:" in fourth and "[Step 1]" not in fourth
+    assert "You have taken 3 steps." in fourth
 
 
 def test_expert_collection_survives_workers_that_die(tiny_model_dir: Any, tmp_path: Any) -> None:
