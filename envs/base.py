@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -113,13 +114,18 @@ class PromptBuilder:
         return [{"role": "user", "content": observation}]
 
     def window(
-        self, observation: str, info: dict[str, Any], history: list[tuple[str, str]], *, steps_taken: int | None = None
+        self,
+        observation: str,
+        info: dict[str, Any],
+        history: list[tuple[str, str]],
+        *,
+        actions: Sequence[str] | None = None,
     ) -> list[Message]:
         """The whole prompt of one window-mode turn after the system message.
 
         ``history`` holds the last k (observation acted on, action taken) pairs, oldest first; ``observation`` is
-        the current one; ``steps_taken`` is the episode's step count so far (``len(history)`` when not given, which
-        undercounts once the episode is longer than the window).
+        the current one; ``actions`` every action of the episode so far, oldest first (the window's actions when not
+        given, which undercounts the steps once the episode is longer than the window).
         """
         lines = [f"Observation: {obs}\nAction: {action}" for obs, action in history]
         recent = ("Recent history:\n" + "\n".join(lines) + "\n\n") if lines else ""

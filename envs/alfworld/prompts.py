@@ -66,14 +66,17 @@ def user_message(
     *,
     history: Sequence[tuple[str, str]] = (),
     history_window: int = 0,
-    steps_taken: int | None = None,
+    actions: Sequence[str] | None = None,
 ) -> str:
-    """The whole prompt of one turn: task, recent history, current observation, admissible commands.
+    """The whole prompt of one turn: task, earlier actions, recent history, current observation, admissible commands.
 
-    ``history`` holds the earlier steps as (observation acted on, action) pairs, oldest first; ``steps_taken``
-    (default ``len(history)``) the episode's step count, when ``history`` holds only the last steps.
+    ``history`` holds the earlier steps as (observation acted on, action) pairs, oldest first; ``actions`` (default:
+    those of ``history``) every action of the episode so far, when ``history`` holds only the last steps. The
+    actions before the shown steps are listed on one line, so the policy remembers where it has been (ALFWorld's
+    observations do not say) at a few tokens a step.
     """
-    taken = len(history) if steps_taken is None else steps_taken
+    actions = [a for _, a in history] if actions is None else list(actions)
+    taken = len(actions)
     parts = []
     task = info.get("task")
     if task:
@@ -81,6 +84,8 @@ def user_message(
     past = format_history(history, history_window, steps_taken=taken)
     if past:
         shown = min(len(history), history_window)
+        if taken > shown:
+            parts.append("Your earlier actions: " + ", ".join(actions[: taken - shown]) + ".")
         parts.append(f"Your last {shown} step{'s' if shown != 1 else ''}:\n{past}")
         parts.append(f"You have taken {taken} step{'s' if taken != 1 else ''}. Now you see:\n{observation}")
     else:
@@ -165,9 +170,14 @@ class AlfworldPrompts(PromptBuilder):
         return [{"role": "user", "content": observation_message(observation, info)}]
 
     def window(
-        self, observation: str, info: dict[str, Any], history: list[tuple[str, str]], *, steps_taken: int | None = None
+        self,
+        observation: str,
+        info: dict[str, Any],
+        history: list[tuple[str, str]],
+        *,
+        actions: Sequence[str] | None = None,
     ) -> list[Message]:
-        content = user_message(observation, info, history=history, history_window=len(history), steps_taken=steps_taken)
+        content = user_message(observation, info, history=history, history_window=len(history), actions=actions)
         return [{"role": "user", "content": content}]
 
 

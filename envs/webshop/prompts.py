@@ -106,12 +106,13 @@ def user_message(
     task: str | None = None,
     history: Sequence[tuple[str, str]] = (),
     history_window: int = 2,
-    steps_taken: int | None = None,
+    actions: Sequence[str] | None = None,
 ) -> str:
     """The whole prompt of one turn. ``history`` holds (observation, action) pairs of the earlier steps;
-    ``steps_taken`` (default ``len(history)``) the episode's step count, when ``history`` holds only the last steps."""
+    ``actions`` (default: those of ``history``) every action of the episode so far, when ``history`` holds only the
+    last steps (their number is the step count shown)."""
     task = task or info.get("task") or task_text(observation)
-    taken = len(history) if steps_taken is None else steps_taken
+    taken = len(history) if actions is None else len(actions)
     current = format_observation(observation, task)
     parts = ["You are an expert autonomous agent shopping on the WebShop website.", f"Your task is to: {task}."]
     recent = list(history)[-history_window:] if history_window > 0 else []
@@ -188,9 +189,14 @@ class WebShopPrompts(PromptBuilder):
         return [{"role": "user", "content": observation_message(observation, info, task=info.get("task", ""))}]
 
     def window(
-        self, observation: str, info: dict[str, Any], history: list[tuple[str, str]], *, steps_taken: int | None = None
+        self,
+        observation: str,
+        info: dict[str, Any],
+        history: list[tuple[str, str]],
+        *,
+        actions: Sequence[str] | None = None,
     ) -> list[Message]:
-        content = user_message(observation, info, history=history, history_window=len(history), steps_taken=steps_taken)
+        content = user_message(observation, info, history=history, history_window=len(history), actions=actions)
         return [{"role": "user", "content": content}]
 
 

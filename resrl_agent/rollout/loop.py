@@ -360,7 +360,8 @@ class _Loop:
     def _prompt(self, slot: _Slot) -> list[int]:
         if self.settings.context_mode == "window":
             history = slot.history[-self.settings.window_turns :] if self.settings.window_turns else []
-            messages = self.builder.window(slot.observation, slot.info, history, steps_taken=len(slot.history))
+            actions = [action for _, action in slot.history]
+            messages = self.builder.window(slot.observation, slot.info, history, actions=actions)
             slot.pending = self.formatter.prompt_ids([*slot.system, *messages], tools=slot.tools)
             return slot.pending
         return slot.context

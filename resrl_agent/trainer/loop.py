@@ -173,9 +173,14 @@ class Trainer:
     def load_learner_state(self, state: dict[str, Any]) -> None:
         self.learner.load_state_dict(state)
 
-    def sft_update(self, episodes: list[Episode]) -> list[dict[str, float]]:
-        """SFT epochs on the learner, with the SFT learning rate; the RL optimizer is fresh afterwards."""
-        return sft_phase(self.learner, episodes, self.config, pad_id=self.pad_id)
+    def sft_update(
+        self, episodes: list[Episode], on_step: Callable[[int, dict[str, float]], None] | None = None
+    ) -> list[dict[str, float]]:
+        """SFT epochs on the learner, with the SFT learning rate; the RL optimizer is fresh afterwards.
+
+        ``on_step(step, metrics)`` is called after each optimizer step, as it happens (the Ray driver, whose steps
+        run in learner actors, does not call it)."""
+        return sft_phase(self.learner, episodes, self.config, pad_id=self.pad_id, on_step=on_step)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self, name: str) -> None:
@@ -238,13 +243,22 @@ class Trainer:
         )
         write_episodes(self.run_dir / "sft_episodes.jsonl", episodes)
         collect_s = time.perf_counter() - start
-        logger.info("sft: %d expert episodes (%.1f s)", len(episodes), collect_s)
-        history = self.sft_update(episodes)
-        for step, metrics in enumerate(history, start=1):
+        rows = sum(len(e.turns) for e in episodes) if self.config.rollout.context_mode == "window" else len(episodes)
+        total = t.sft_epochs * -(-rows // t.sft_batch_rows)
+        logger.info("sft: %d expert episodes (%.1f s), %d optimizer steps to run", len(episodes), collect_s, total)
+        collected = {"sft/expert_episodes": float(len(episodes)), "time/sft_collect_s": collect_s}
+        self._emit("sft", 0, {**collected, "sft/total_steps": float(total)})
+        streamed: list[int] = []
+
+        def on_step(step: int, metrics: dict[str, float]) -> None:
+            streamed.append(step)
             self._emit("sft", step, metrics)
+
+        history = self.sft_update(episodes, on_step=on_step)
+        for step, metrics in enumerate(history[len(streamed) :], start=len(streamed) + 1):
+            self._emit("sft", step, metrics)  # steps run where they could not be streamed (Ray learner actors)
         self.push_weights()
         self.state.sft_done = True
-        self._emit("sft", len(history), {"sft/expert_episodes": float(len(episodes)), "time/sft_collect_s": collect_s})
         return history
 
     def run_iteration(self, iteration: int) -> dict[str, float]:

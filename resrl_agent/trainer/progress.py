@@ -52,6 +52,8 @@ def run_with_progress(config: RunConfig, console: Console, *, resume: bool = Fal
             if phase == "rl":
                 progress.update(rl, completed=int(metrics["step"]) + 1, info=_line(metrics))
             elif phase == "sft":
+                if "sft/total_steps" in metrics:  # known once the expert episodes are collected
+                    progress.update(sft, total=int(metrics["sft/total_steps"]))
                 progress.update(sft, completed=int(metrics["step"]), info=_line(metrics))
             else:
                 progress.console.log(f"{phase}: {_line(metrics)}")

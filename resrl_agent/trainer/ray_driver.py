@@ -251,7 +251,10 @@ class RayTrainer(Trainer):
         metrics["ray/learners"] = float(len(self.learners))
         return metrics
 
-    def sft_update(self, episodes: list[Episode]) -> list[dict[str, float]]:
+    def sft_update(
+        self, episodes: list[Episode], on_step: Callable[[int, dict[str, float]], None] | None = None
+    ) -> list[dict[str, float]]:
+        del on_step  # the steps run in the learner actors; the driver logs their history when they return
         shared = ray.put(episodes) if len(self.learners) > 1 else episodes
         history: list[dict[str, float]] = self._on_learners("sft", shared)
         return history

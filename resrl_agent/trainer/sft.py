@@ -188,7 +188,7 @@ def _expert_episode(
         if settings.context_mode == "window":
             window = history[-settings.window_turns :] if settings.window_turns else []
             pending = formatter.prompt_ids(
-                [*system, *builder.window(observation, info, window, steps_taken=len(history))], tools=tools
+                [*system, *builder.window(observation, info, window, actions=[a for _, a in history])], tools=tools
             )
             prompt_len = len(pending)
         else:
@@ -342,7 +342,12 @@ def sft_lr_factor(step: int, *, warmup: int, total: int) -> float:
 
 
 def sft_phase(
-    learner: Learner, episodes: Sequence[Episode], config: RunConfig, *, pad_id: int
+    learner: Learner,
+    episodes: Sequence[Episode],
+    config: RunConfig,
+    *,
+    pad_id: int,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> list[dict[str, float]]:
     """The SFT warm start on the learner: SFT learning rate and warm-up, then a fresh optimizer for RL."""
     t = config.trainer
@@ -361,6 +366,7 @@ def sft_phase(
         prompt_weight=t.sft_prompt_weight,
         prompt_fraction=t.sft_prompt_fraction,
         group_by_length=t.sft_group_by_length,
+        on_step=on_step,
     )
     learner.reset_optimizer(lr=rl.lr, warmup_steps=rl.warmup_steps)
     return history

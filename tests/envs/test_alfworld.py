@@ -254,9 +254,13 @@ def test_prompts_window_and_corpus(env: AlfworldEnv) -> None:
     # the window a rollout builds shows each observation once: the last action's outcome only as the current one
     message = prompts.PROMPTS.window("You arrive at shelf 1.", info, [(observation, "go to shelf 1")])[0]["content"]
     assert isinstance(message, str) and message.count("You arrive at shelf 1.") == 1
-    late = prompts.PROMPTS.window("Nothing happens.", info, history[-2:], steps_taken=7)[0]["content"]
+    assert "Your earlier actions: go to shelf 1.\n" in windowed
+    taken = ["look", "go to desk 1", "open drawer 1", "go to bed 1", "go to shelf 2", "look", "inventory"]
+    late = prompts.PROMPTS.window("Nothing happens.", info, history[-2:], actions=taken)[0]["content"]
     assert "[Step 6] Observation: You arrive at shelf 1." in late and "[Step 7] Observation: Nothing happens." in late
     assert "You have taken 7 steps." in late and "[Step 2]" not in late
+    assert "Your earlier actions: look, go to desk 1, open drawer 1, go to bed 1, go to shelf 2.\n" in late
+    assert "earlier actions" not in prompts.PROMPTS.window("Nothing happens.", info, history[-2:])[0]["content"]
     start = time.perf_counter()
     corpus = prompts.corpus_texts()
     assert time.perf_counter() - start < 1.0 and len(corpus) > 200

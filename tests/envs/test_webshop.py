@@ -346,7 +346,9 @@ def test_prompts(env: WebShopEnv) -> None:
     message = user_message(later, later_info, task=GOAL0, history=history)
     assert "You have taken 1 step(s) so far." in message and "You are now at step 2" in message
     assert "[Observation 1: 'Search', Action 1: 'search[stools]']" in message
-    windowed = PROMPTS.window(later, later_info, history, steps_taken=4)[0]["content"]
+    windowed = PROMPTS.window(
+        later, later_info, history, actions=["click[x]", "click[y]", "click[z]", "search[stools]"]
+    )[0]["content"]
     assert "You have taken 4 step(s) so far." in windowed and "You are now at step 5" in windowed
     assert "[Observation 4: 'Search', Action 4: 'search[stools]']" in windowed
     texts = corpus_texts()

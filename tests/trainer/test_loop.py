@@ -62,3 +62,34 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, tiny_model_dir:
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
     pngs = plot_run(straight)
     assert {p.name for p in pngs} >= {"rewards.png", "loss.png"} and all(p.stat().st_size > 1000 for p in pngs)
+
+
+def test_sft_steps_are_reported_as_they_run(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The local trainer announces the SFT step count after collection, then reports every step live."""
+    config = load_config(
+        "configs/echo_tiny.yaml",
+        [
+            f"run_dir={tmp_path}",
+            "trainer.iterations=0",
+            "trainer.compare_eval=false",
+            "trainer.sft_epochs=2",
+            "trainer.sft_tasks=6",
+            "trainer.sft_batch_rows=4",
+        ],
+    )
+    seen: list[tuple[str, dict[str, float]]] = []
+    trainer = Trainer(config, progress=lambda phase, metrics: seen.append((phase, dict(metrics))))
+    sizes: list[int] = []
+    original = trainer.learner.sft_step
+
+    def step(*args: Any, **kwargs: Any) -> dict[str, float]:
+        sizes.append(len([p for p, _ in seen if p == "sft"]))  # what had been reported when this step started
+        return original(*args, **kwargs)
+
+    trainer.learner.sft_step = step  # type: ignore[method-assign]
+    history = trainer.run_sft()
+    sft = [m for phase, m in seen if phase == "sft"]
+    assert sft[0]["step"] == 0 and sft[0]["sft/total_steps"] == len(history) == 4 and sft[0]["sft/expert_episodes"] == 6
+    assert [m["step"] for m in sft[1:]] == [1, 2, 3, 4]
+    assert sizes == [1, 2, 3, 4]  # step k ran after steps 0..k-1 were reported: live, not at the end
+    assert [r["step"] for r in read_metrics(tmp_path) if r["phase"] == "sft"] == [0, 1, 2, 3, 4]
