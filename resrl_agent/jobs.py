@@ -100,16 +100,9 @@ def build_engine(config: RunConfig) -> tuple[InferenceEngine, ChatFormatter]:
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if backend == "vllm":
-        from resrl_agent.inference.vllm import VLLMEngine
+        from resrl_agent.trainer.engines import vllm_engine
 
-        engine: InferenceEngine = VLLMEngine(
-            model_dir,
-            dtype=config.model.dtype,
-            max_model_len=config.rollout.max_context_tokens,
-            seed=config.seed,
-            gpu_memory_utilization=config.engine.gpu_memory_utilization,
-            tokenizer=tokenizer,
-        )
+        engine: InferenceEngine = vllm_engine(config, tokenizer)
     elif backend == "openai":
         from resrl_agent.inference.openai_http import OpenAIEngine
 

@@ -29,7 +29,7 @@ from resrl_agent.inference.make_model import resolve_model_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["close_engine", "make_engine", "require_vllm"]
+__all__ = ["close_engine", "make_engine", "require_vllm", "vllm_engine"]
 
 VLLM_INSTALL_HINT = (
     'install it next to resrl-agent: on a CUDA machine `pip install -e ".[train,vllm]"` (or the resrl-agent/gpu '
@@ -68,29 +68,7 @@ def make_engine(config: RunConfig, model: Any = None, tokenizer: Any = None) -> 
             raise TrainerError("make_engine: the hf backend needs the tokenizer along with the model")
         return HFEngine(model, tokenizer, max_batch_size=1 if deterministic else 64)
     if backend == "vllm":
-        require_vllm()
-        from resrl_agent.inference.vllm import VLLMEngine, logprobs_mode_for
-
-        r = config.rollout
-        # The learner's old logprobs (and the rollout/logprob_abs_diff check) are log softmax(logits / T) at the
-        # rollout temperature over the whole vocabulary. vLLM's raw_logprobs (untempered) equal that at T = 1 (the
-        # paper's setting) and processed_logprobs (tempered, renormalised after top-p/top-k) at T != 1 without
-        # top-p/top-k; with T != 1 and top-p/top-k nothing matches, so warn (training is unaffected: PPO uses the
-        # learner's own recomputation).
-        mode, mismatch = logprobs_mode_for(r.temperature, r.top_p, r.top_k)
-        if mismatch:
-            logger.warning(mismatch)
-        engine = VLLMEngine(
-            resolve_model_path(config.model.path),
-            dtype=config.model.dtype,
-            max_model_len=r.max_context_tokens,  # the rollout loop keeps prompt + max_new_tokens within it
-            seed=config.seed,
-            gpu_memory_utilization=config.engine.gpu_memory_utilization,
-            logprobs_mode=mode,
-            tokenizer=tokenizer,
-            max_batch_size=1 if deterministic else None,
-        )
-        return cast(InferenceEngine, engine)  # its update_weights returns the seconds taken (the protocol: None)
+        return vllm_engine(config, tokenizer, max_batch_size=1 if deterministic else None)
     if backend == "openai":
         raise TrainerError(
             f"engine.backend=openai (engine.url={config.engine.url}) cannot train: the trainer must push the "
@@ -99,6 +77,36 @@ def make_engine(config: RunConfig, model: Any = None, tokenizer: Any = None) -> 
             "openai backend is for `resrl-agent rollout` and `eval` against a fixed policy"
         )
     raise ConfigError(f"engine.backend={backend!r} is unknown; use hf, vllm or openai")  # pragma: no cover
+
+
+def vllm_engine(config: RunConfig, tokenizer: Any = None, *, max_batch_size: int | None = None) -> InferenceEngine:
+    """A vLLM offline engine on ``model.path`` as the config says (training, ``resrl-agent rollout`` and ``eval``).
+
+    Raises a ConfigError with the install command when vllm is missing.
+    """
+    require_vllm()
+    from resrl_agent.inference.vllm import VLLMEngine, logprobs_mode_for
+
+    r = config.rollout
+    # The learner's old logprobs (and the rollout/logprob_abs_diff check) are log softmax(logits / T) at the rollout
+    # temperature over the whole vocabulary. vLLM's raw_logprobs (untempered) equal that at T = 1 (the paper's
+    # setting) and processed_logprobs (tempered, renormalised after top-p/top-k) at T != 1 without top-p/top-k; with
+    # T != 1 and top-p/top-k nothing matches, so warn (training is unaffected: PPO uses the learner's own
+    # recomputation).
+    mode, mismatch = logprobs_mode_for(r.temperature, r.top_p, r.top_k)
+    if mismatch:
+        logger.warning(mismatch)
+    engine = VLLMEngine(
+        resolve_model_path(config.model.path),
+        dtype=config.model.dtype,
+        max_model_len=r.max_context_tokens,  # the rollout loop keeps prompt + max_new_tokens within it
+        seed=config.seed,
+        gpu_memory_utilization=config.engine.gpu_memory_utilization,
+        logprobs_mode=mode,
+        tokenizer=tokenizer,
+        max_batch_size=max_batch_size,
+    )
+    return cast(InferenceEngine, engine)  # its update_weights returns the seconds taken (the protocol: None)
 
 
 def close_engine(engine: Any) -> None:
