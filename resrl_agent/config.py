@@ -230,6 +230,14 @@ class TrainerConfig(_Section):
     sft_explore: float = Field(
         0.0, ge=0.0, le=1.0, description="SFT data: chance a turn steps a random admissible command (expert label kept)"
     )
+    sft_explore_invalid: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="SFT data: share of the sft_explore detours that send an inadmissible command instead (one that "
+        "was admissible earlier in the episode but is not now, e.g. going where you already are), so the data holds "
+        "the env's answer to a mistake and the expert's recovery from it",
+    )
     sft_workers: int = Field(1, ge=1, description="SFT data: processes that play the expert episodes")
     sft_prompt_weight: float = Field(
         0.0,

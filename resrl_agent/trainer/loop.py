@@ -238,6 +238,7 @@ class Trainer:
             env_kwargs=dict(self.config.env.kwargs),
             only_won=t.sft_only_won,
             explore=t.sft_explore,
+            explore_invalid=t.sft_explore_invalid,
             seed=derive_seed(self.config.seed, "sft-explore"),
             workers=t.sft_workers,
         )

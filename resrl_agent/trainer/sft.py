@@ -80,6 +80,7 @@ def expert_episodes(
     env_kwargs: dict[str, Any] | None = None,
     only_won: bool = True,
     explore: float = 0.0,
+    explore_invalid: float = 0.0,
     seed: int = 0,
     workers: int = 1,
 ) -> list[Episode]:
@@ -94,8 +95,17 @@ def expert_episodes(
     the turn's response (the SFT target) stays the expert's action at that state: the policy then also learns what
     the expert does after a detour, the states it will reach on its own. Such turns are flagged in
     ``Turn.info["explored"]``; the draws come from a generator seeded by ``seed`` and the task's reset seed.
+
+    ``explore_invalid`` is the share of those detours that send an inadmissible command instead: one that was
+    admissible at an earlier turn of the episode but is not now (going where you already are, taking what you
+    already took), the kind of mistake a policy makes. The env answers it ("Nothing happens." in ALFWorld) and the
+    next turns show the expert recovering, states a policy trained only on admissible steps never sees. Such turns
+    are also flagged ``Turn.info["invalid"]``; without an earlier command that is inadmissible now, the detour is an
+    admissible one.
     """
-    args = (env_id, formatter, settings, env_kwargs or {}, explore, seed)
+    if not 0.0 <= explore_invalid <= 1.0:
+        raise TrainerError(f"explore_invalid={explore_invalid}: it must be in [0, 1]")
+    args = (env_id, formatter, settings, env_kwargs or {}, explore, seed, explore_invalid)
     if workers > 1 and len(tasks) > 1:
         # Each task's episode depends only on the task and its own seeded stream, so any split of the tasks over
         # processes gives the same episodes; they are put back in task order. spawn: no fork of a torch process.
@@ -134,6 +144,7 @@ def _play_expert(
     env_kwargs: dict[str, Any],
     explore: float,
     seed: int,
+    explore_invalid: float = 0.0,
 ) -> list[Episode | None]:
     """The expert episode of each task, in order (None where the reset failed); one env for all of them."""
     parse = envs.action_parser(env_id)
@@ -143,7 +154,9 @@ def _play_expert(
     try:
         for spec in tasks:
             rng = random.Random(derive_seed(seed, "explore", spec.seed, spec.sample_idx)) if explore > 0 else None
-            out.append(_expert_episode(env, env_id, spec, formatter, settings, parse, builder, explore, rng))
+            out.append(
+                _expert_episode(env, env_id, spec, formatter, settings, parse, builder, explore, rng, explore_invalid)
+            )
     finally:
         env.close()
     return out
@@ -159,6 +172,7 @@ def _expert_episode(
     builder: PromptBuilder,
     explore: float = 0.0,
     rng: random.Random | None = None,
+    explore_invalid: float = 0.0,
 ) -> Episode | None:
     options = {"task_id": spec.task_id} if spec.task_id is not None else None
     try:
@@ -175,6 +189,7 @@ def _expert_episode(
         context = formatter.prompt_ids([*system, *builder.initial(observation, info)], tools=tools)
         pending = list(context)
     history: list[tuple[str, str]] = []
+    seen_commands: dict[str, None] = {}  # every admissible command of the earlier turns, in first-seen order
     turns: list[Turn] = []
     won = False
     stop = "max_turns"
@@ -198,11 +213,16 @@ def _expert_episode(
             break
         action = parse(text).action
         assert action is not None  # expert_response_text checked it parses
-        explored = False
+        explored = invalid = False
+        available = list(info.get(INFO_AVAILABLE_ACTIONS) or [])
         if rng is not None and rng.random() < explore:
-            others = [c for c in info.get(INFO_AVAILABLE_ACTIONS) or [] if c != action]
-            if others:
+            stale = [c for c in seen_commands if c not in available] if explore_invalid > 0 else []
+            others = [c for c in available if c != action]
+            if stale and rng.random() < explore_invalid:
+                action, explored, invalid = rng.choice(stale), True, True
+            elif others:
                 action, explored = rng.choice(others), True
+        seen_commands.update(dict.fromkeys(available))
         acted_on, anchor = observation, str(info.get("anchor", ""))
         observation, reward, terminated, truncated, info = env.step(action)
         won = bool(info.get("won", False))
@@ -220,7 +240,7 @@ def _expert_episode(
                 terminated=bool(terminated),
                 truncated=bool(truncated),
                 anchor=anchor,
-                info={"explored": True} if explored else {},
+                info={"explored": True, **({"invalid": True} if invalid else {})} if explored else {},
             )
         )
         history.append((acted_on, action))

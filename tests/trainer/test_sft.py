@@ -183,6 +183,35 @@ def test_expert_episodes_in_worker_processes_equal_the_sequential_ones(tiny_toke
     assert "You have taken 3 steps." in fourth
 
 
+def test_invalid_detours_send_stale_commands_and_keep_the_expert_label(tiny_tokenizer: Any) -> None:
+    """explore_invalid: detours send a command admissible earlier but not now; the env rejects it, the label stays."""
+    import gymnasium as gym
+
+    env_id = "resrl/ALFWorld-v0"
+    formatter = ChatFormatter(tiny_tokenizer)
+    settings = RolloutSettings(context_mode="window", window_turns=2, max_turns=6, max_context_tokens=4096)
+    env = gym.make(env_id, max_steps=6)
+    task_ids = env.unwrapped.task_ids(split="train")[:3]
+    env.close()
+    tasks = [TaskSpec(task_id, f"sft/{k}", 0, 100 + k) for k, task_id in enumerate(task_ids)]
+    kwargs: dict[str, Any] = {"env_kwargs": {"max_steps": 6}, "only_won": False, "seed": 3}
+    episodes = expert_episodes(env_id, tasks, formatter, settings, explore=1.0, explore_invalid=1.0, **kwargs)
+    invalid = [(e, k) for e in episodes for k, t in enumerate(e.turns) if t.info.get("invalid")]
+    assert len(invalid) >= 6
+    for episode, k in invalid:
+        turn = episode.turns[k]
+        assert k > 0 and turn.info["explored"] and not turn.action_valid  # turn 0 has no earlier command
+        assert turn.response_text.startswith("<action>") and turn.response_text != f"<action>{turn.action}</action>"
+        if k + 1 < len(episode.turns):
+            assert episode.turns[k + 1].observation == "Nothing happens."
+    # without explore_invalid every detour is admissible: no turn is rejected
+    plain = expert_episodes(env_id, tasks, formatter, settings, explore=0.5, **kwargs)
+    assert sum(t.info.get("explored", False) for e in plain for t in e.turns) >= 3
+    assert all(t.action_valid and not t.info.get("invalid") for e in plain for t in e.turns)
+    with pytest.raises(TrainerError, match="explore_invalid"):
+        expert_episodes(env_id, tasks, formatter, settings, explore=0.5, explore_invalid=2.0, **kwargs)
+
+
 def test_expert_collection_survives_workers_that_die(tiny_model_dir: Any, tmp_path: Any) -> None:
     """A script without a __main__ guard: spawned workers re-run it and die; the tasks are played in-process."""
     import subprocess
