@@ -208,6 +208,6 @@ def test_sft_prompt_weight_adds_the_prompt_tokens_mean_nll(fresh_model: Any, epi
     kept = prompt & keep[:, 1:]
     assert 0 < int(kept.sum()) < int(prompt.sum())
     assert math.isclose(masked["sft/prompt_nll"], float(-logp[kept].mean().detach()), rel_tol=1e-5)
-    assert math.isclose(masked["sft/nll"], float(resp_nll), rel_tol=1e-5)
+    assert math.isclose(masked["sft/nll"], float(resp_nll.detach()), rel_tol=1e-5)
     with pytest.raises(TrainerError, match="prompt_mask has shape"):
         sub.sft_step(batch.input_ids, batch.attention_mask, batch.loss_mask, prompt_weight=w, prompt_mask=keep[:1])
