@@ -113,6 +113,9 @@ def rollout(
     out: Annotated[Path | None, typer.Option(help="JSONL file (default RUN_DIR/episodes.jsonl)")] = None,
     num_tasks: Annotated[int | None, typer.Option(help="tasks to sample (default rollout.tasks_per_iteration)")] = None,
     sequential: Annotated[bool, typer.Option(help="one episode at a time, inline envs (deterministic mode)")] = False,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="a training checkpoint (RUN_DIR/checkpoints/*.pt) to play instead of model.path")
+    ] = None,
 ) -> None:
     """Play episodes with the configured model and env and save them to JSONL (token-exact records).
 
@@ -123,6 +126,8 @@ def rollout(
 
     try:
         cfg = _load(config, overrides)
+        if checkpoint is not None:
+            cfg = _with_checkpoint(cfg, checkpoint, cfg.resolved_run_dir / "rollout_policy")
         console.print(f"rollout: env {cfg.env.id}, model {cfg.model.path}, mode {cfg.rollout.context_mode}")
         start = time.perf_counter()
         settings = rollout_settings(cfg, sequential=sequential)
@@ -205,6 +210,10 @@ def evaluate(
     overrides: OverridesArg = None,
     out: Annotated[Path | None, typer.Option(help="output dir (default RUN_DIR/eval)")] = None,
     plot: Annotated[bool, typer.Option(help="draw pass_at_k.png")] = True,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="a training checkpoint (RUN_DIR/checkpoints/*.pt) to evaluate instead of model.path"),
+    ] = None,
 ) -> None:
     """Evaluate on eval.num_tasks tasks x eval.samples_per_task samples: Avg@n, Pass@k (k = 1..n), diversity,
     per-env success; writes eval_episodes.jsonl, eval_report.json and pass_at_k.png."""
@@ -213,6 +222,8 @@ def evaluate(
 
     try:
         cfg = _load(config, overrides)
+        if checkpoint is not None:
+            cfg = _with_checkpoint(cfg, checkpoint, (out or cfg.resolved_run_dir / "eval") / "policy")
         console.print(
             f"eval: {cfg.eval.num_tasks} tasks x {cfg.eval.samples_per_task} samples on {cfg.env.id} "
             f"(T={cfg.eval.temperature}, top-p {cfg.eval.top_p})"
@@ -226,6 +237,31 @@ def evaluate(
     Console().print(table)
     for name, path in result.paths.items():
         console.print(f"{name}: {path}")
+
+
+@app.command("export")
+def export(
+    checkpoint: Annotated[Path, typer.Argument(help="a training checkpoint, e.g. runs/NAME/checkpoints/sft.pt")],
+    out: Annotated[Path, typer.Argument(help="output dir for the Hugging Face checkpoint")],
+    base: Annotated[str | None, typer.Option(help="base model (default: the run's model.path)")] = None,
+) -> None:
+    """Write a training checkpoint's policy as a Hugging Face checkpoint (config, weights, tokenizer)."""
+    from resrl_agent.trainer.checkpoint import export_checkpoint
+
+    try:
+        path = export_checkpoint(checkpoint, out, model_path=base)
+    except ResrlError as err:
+        raise _fail(err) from None
+    console.print(f"exported {checkpoint} -> {path}; use it as model.path={path}")
+
+
+def _with_checkpoint(cfg, checkpoint: Path, folder: Path):  # type: ignore[no-untyped-def]
+    """The config with model.path set to ``checkpoint``'s policy, exported to ``folder``."""
+    from resrl_agent.trainer.checkpoint import export_checkpoint
+
+    console.print(f"exporting {checkpoint} -> {folder}")
+    path = export_checkpoint(checkpoint, folder, model_path=cfg.model.path)
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": str(path)})})
 
 
 @app.command()

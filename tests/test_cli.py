@@ -16,7 +16,8 @@ runner = CliRunner()
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["train"], ["eval"], ["rollout"], ["make-model"], ["plot"], ["serve", "env"], ["serve", "tools"]]
+    "command",
+    [[], ["train"], ["eval"], ["rollout"], ["make-model"], ["export"], ["plot"], ["serve", "env"], ["serve", "tools"]],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
@@ -53,6 +54,26 @@ def test_make_model_then_train_smoke_and_rollout(tiny_model_dir: Path, tmp_path:
     assert result.exit_code == 0, result.output
     episodes = read_episodes(out)
     assert len(episodes) == 6 and len({e.group_id for e in episodes}) == 3
+
+    # a training checkpoint -> a Hugging Face checkpoint with those weights; eval --checkpoint plays it
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    checkpoint = tmp_path / "run" / "checkpoints" / "iter_00002.pt"
+    result = runner.invoke(app, ["export", str(checkpoint), str(tmp_path / "hf"), "--base", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=False)["learner"]["model"]
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "hf").state_dict()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    assert all(torch.equal(exported[k], v) for k, v in trained.items())
+    assert any(not torch.equal(base[k], v) for k, v in trained.items())  # training moved the weights
+    options = ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "ev"), "--no-plot"]
+    result = runner.invoke(app, ["eval", config, f"model.path={tiny_model_dir}", "eval.num_tasks=2", *options])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "ev" / "policy" / "config.json").is_file() and (tmp_path / "ev" / "eval_report.json").is_file()
+    torch.save({"learner": {}}, tmp_path / "empty.pt")
+    result = runner.invoke(app, ["export", str(tmp_path / "empty.pt"), str(tmp_path / "x")])
+    assert result.exit_code == 2 and "holds no model weights" in result.output
 
 
 def test_config_errors_exit_2_with_the_key(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import torch
 
 from resrl_agent.errors import TrainerError
 
-__all__ = ["latest_checkpoint", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+__all__ = ["export_checkpoint", "latest_checkpoint", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
 
 
 def rng_state() -> dict[str, Any]:
@@ -60,3 +60,33 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise TrainerError(f"no checkpoint at {file}; `--resume` needs a run dir with checkpoints/latest")
     payload: dict[str, Any] = torch.load(file, map_location="cpu", weights_only=False)
     return payload
+
+
+def export_checkpoint(path: str | Path, out: str | Path, *, model_path: str | None = None) -> Path:
+    """Write the policy of a training checkpoint (``RUN_DIR/checkpoints/*.pt``) as a Hugging Face checkpoint in ``out``.
+
+    The base model (``model_path``, default the run's ``model.path``: a local dir, or ``tiny``/``small``) gives the
+    architecture and tokenizer; the checkpoint's weights replace its own. The result loads with ``from_pretrained``
+    and serves as ``model.path`` for `resrl-agent eval` / `rollout` on any backend (vLLM included).
+    """
+    from resrl_agent.inference.hf import load_model_and_tokenizer
+    from resrl_agent.inference.make_model import resolve_model_path
+
+    payload = load_checkpoint(path)
+    state = (payload.get("learner") or {}).get("model")
+    if not isinstance(state, dict):
+        raise TrainerError(f"{path} holds no model weights (learner.model); is it a `resrl-agent train` checkpoint?")
+    model_cfg = (payload.get("config") or {}).get("model") or {}
+    base = model_path or model_cfg.get("path")
+    if not base:
+        raise TrainerError(f"{path} does not say which base model it was trained from; pass model_path")
+    model, tokenizer = load_model_and_tokenizer(resolve_model_path(str(base)), dtype=model_cfg.get("dtype", "float32"))
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise TrainerError(f"the weights in {path} do not fit the base model {base}: {err}") from None
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
