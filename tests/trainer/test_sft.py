@@ -158,18 +158,27 @@ def test_sft_epochs_prompt_fraction_draws_a_fresh_share_of_positions_each_step(
         sft_epochs(learner, episodes, "concat", epochs=1, batch_rows=4, seed=0, prompt_weight=1.0, prompt_fraction=0.0)
 
 
-def test_expert_episodes_in_worker_processes_equal_the_sequential_ones(tiny_tokenizer: Any) -> None:
-    """workers=2 plays the tasks in two spawned processes: same episodes, same order, token for token."""
+def _alfworld_expert_setup(
+    tokenizer: Any, *, num_tasks: int, max_turns: int
+) -> tuple[str, ChatFormatter, RolloutSettings, list[TaskSpec], dict[str, Any]]:
+    """The first ``num_tasks`` ALFWorld train games as SFT tasks, window mode (2 turns), ``max_turns`` steps."""
     import gymnasium as gym
 
     env_id = "resrl/ALFWorld-v0"
-    formatter = ChatFormatter(tiny_tokenizer)
-    settings = RolloutSettings(context_mode="window", window_turns=2, max_turns=4, max_context_tokens=2048)
-    env = gym.make(env_id, max_steps=4)
-    task_ids = env.unwrapped.task_ids(split="train")[:5]
+    settings = RolloutSettings(context_mode="window", window_turns=2, max_turns=max_turns, max_context_tokens=4096)
+    env = gym.make(env_id, max_steps=max_turns)
+    task_ids = env.unwrapped.task_ids(split="train")[:num_tasks]
     env.close()
     tasks = [TaskSpec(task_id, f"sft/{k}", 0, 100 + k) for k, task_id in enumerate(task_ids)]
-    kwargs: dict[str, Any] = {"env_kwargs": {"max_steps": 4}, "only_won": False, "explore": 0.5, "seed": 3}
+    kwargs: dict[str, Any] = {"env_kwargs": {"max_steps": max_turns}, "only_won": False, "seed": 3}
+    return env_id, ChatFormatter(tokenizer), settings, tasks, kwargs
+
+
+def test_expert_episodes_in_worker_processes_equal_the_sequential_ones(tiny_tokenizer: Any) -> None:
+    """workers=2 plays the tasks in two spawned processes: same episodes, same order, token for token."""
+    env_id, formatter, settings, tasks, kwargs = _alfworld_expert_setup(tiny_tokenizer, num_tasks=5, max_turns=4)
+    task_ids = [t.task_id for t in tasks]
+    kwargs["explore"] = 0.5
     sequential = expert_episodes(env_id, tasks, formatter, settings, **kwargs)
     parallel = expert_episodes(env_id, tasks, formatter, settings, workers=2, **kwargs)
     assert [e.task_id for e in parallel] == task_ids
@@ -185,16 +194,7 @@ def test_expert_episodes_in_worker_processes_equal_the_sequential_ones(tiny_toke
 
 def test_invalid_detours_send_stale_commands_and_keep_the_expert_label(tiny_tokenizer: Any) -> None:
     """explore_invalid: detours send a command admissible earlier but not now; the env rejects it, the label stays."""
-    import gymnasium as gym
-
-    env_id = "resrl/ALFWorld-v0"
-    formatter = ChatFormatter(tiny_tokenizer)
-    settings = RolloutSettings(context_mode="window", window_turns=2, max_turns=6, max_context_tokens=4096)
-    env = gym.make(env_id, max_steps=6)
-    task_ids = env.unwrapped.task_ids(split="train")[:3]
-    env.close()
-    tasks = [TaskSpec(task_id, f"sft/{k}", 0, 100 + k) for k, task_id in enumerate(task_ids)]
-    kwargs: dict[str, Any] = {"env_kwargs": {"max_steps": 6}, "only_won": False, "seed": 3}
+    env_id, formatter, settings, tasks, kwargs = _alfworld_expert_setup(tiny_tokenizer, num_tasks=3, max_turns=6)
     episodes = expert_episodes(env_id, tasks, formatter, settings, explore=1.0, explore_invalid=1.0, **kwargs)
     invalid = [(e, k) for e in episodes for k, t in enumerate(e.turns) if t.info.get("invalid")]
     assert len(invalid) >= 6
