@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import string
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
@@ -96,6 +96,9 @@ class PromptBuilder:
     """
 
     system_prompt: str | None = None
+    #: Renders the whole window-mode user message, called as ``window_text(observation, info, history=...,
+    #: history_window=..., actions=...)`` (an env's ``user_message``); None: the generic layout of :meth:`window`.
+    window_text: ClassVar[Callable[..., str] | None] = None
 
     def system(self, info: dict[str, Any]) -> str | None:
         """The system message for a task (``info`` is the reset info), or None for no system message."""
@@ -127,6 +130,9 @@ class PromptBuilder:
         the current one; ``actions`` every action of the episode so far, oldest first (the window's actions when not
         given, which undercounts the steps once the episode is longer than the window).
         """
+        if self.window_text is not None:
+            text = self.window_text(observation, info, history=history, history_window=len(history), actions=actions)
+            return [{"role": "user", "content": text}]
         lines = [f"Observation: {obs}\nAction: {action}" for obs, action in history]
         recent = ("Recent history:\n" + "\n".join(lines) + "\n\n") if lines else ""
         return [{"role": "user", "content": f"{recent}Current observation:\n{observation}"}]

@@ -181,23 +181,13 @@ class WebShopPrompts(PromptBuilder):
     """WebShop messages for the rollout loop: the verl-agent-style page prompt, then one message per new page."""
 
     system_prompt = SYSTEM
+    window_text = staticmethod(user_message)
 
     def initial(self, observation: str, info: dict[str, Any]) -> list[Message]:
         return [{"role": "user", "content": user_message(observation, info)}]
 
     def reply(self, observation: str, info: dict[str, Any]) -> list[Message]:
         return [{"role": "user", "content": observation_message(observation, info, task=info.get("task", ""))}]
-
-    def window(
-        self,
-        observation: str,
-        info: dict[str, Any],
-        history: list[tuple[str, str]],
-        *,
-        actions: Sequence[str] | None = None,
-    ) -> list[Message]:
-        content = user_message(observation, info, history=history, history_window=len(history), actions=actions)
-        return [{"role": "user", "content": content}]
 
 
 PROMPTS = WebShopPrompts()
