@@ -33,7 +33,7 @@ from resrl_agent.trainer.checkpoint import latest_checkpoint, load_checkpoint, s
 from resrl_agent.trainer.engines import close_engine, make_engine
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.metrics import MetricsSink
-from resrl_agent.trainer.sft import expert_episodes, sft_phase
+from resrl_agent.trainer.sft import expert_episodes, sft_phase, sft_step_count
 from resrl_agent.trainer.tasks import eval_tasks, train_tasks
 from resrl_agent.trainer.update import train_on_episodes
 from resrl_agent.types import Episode, write_episodes
@@ -244,8 +244,8 @@ class Trainer:
         )
         write_episodes(self.run_dir / "sft_episodes.jsonl", episodes)
         collect_s = time.perf_counter() - start
-        rows = sum(len(e.turns) for e in episodes) if self.config.rollout.context_mode == "window" else len(episodes)
-        total = t.sft_epochs * -(-rows // t.sft_batch_rows)
+        mode = self.config.rollout.context_mode
+        total = sft_step_count(episodes, mode, epochs=t.sft_epochs, batch_rows=t.sft_batch_rows)
         logger.info("sft: %d expert episodes (%.1f s), %d optimizer steps to run", len(episodes), collect_s, total)
         collected = {"sft/expert_episodes": float(len(episodes)), "time/sft_collect_s": collect_s}
         self._emit("sft", 0, {**collected, "sft/total_steps": float(total)})

@@ -34,7 +34,7 @@ from resrl_agent.types import Batch, Episode, Turn, collate
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["expert_episodes", "expert_response_text", "sft_epochs", "sft_lr_factor", "sft_phase"]
+__all__ = ["expert_episodes", "expert_response_text", "sft_epochs", "sft_lr_factor", "sft_phase", "sft_step_count"]
 
 
 def _same_action(parsed: str | None, action: str) -> bool:
@@ -296,7 +296,7 @@ def sft_epochs(
         raise TrainerError(f"prompt_fraction={prompt_fraction}: it must be in (0, 1]")
     batch: Batch = collate(episodes, mode, pad_id=pad_id)  # type: ignore[arg-type]
     if schedule == "cosine":
-        total = epochs * -(-batch.num_rows // batch_rows)
+        total = sft_step_count(episodes, mode, epochs=epochs, batch_rows=batch_rows)
         learner.scheduler = torch.optim.lr_scheduler.LambdaLR(
             learner.optimizer, lambda step: sft_lr_factor(step, warmup=warmup_steps, total=total)
         )
@@ -326,6 +326,13 @@ def sft_epochs(
             if on_step is not None:
                 on_step(len(history), metrics)
     return history
+
+
+def sft_step_count(episodes: Sequence[Episode], mode: str, *, epochs: int, batch_rows: int) -> int:
+    """The optimizer steps :func:`sft_epochs` takes: ``epochs`` x ceil(rows / ``batch_rows``), where a row is a turn
+    in window mode and an episode with turns in concat mode (as :func:`~resrl_agent.types.collate` builds them)."""
+    rows = sum(len(e.turns) for e in episodes) if mode == "window" else sum(1 for e in episodes if e.turns)
+    return epochs * -(-rows // batch_rows)
 
 
 def length_grouped_order(

@@ -17,7 +17,14 @@ from resrl_agent.inference.base import SamplingParams
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import RolloutSettings, TaskSpec
 from resrl_agent.trainer.learner import Learner, LearnerSettings
-from resrl_agent.trainer.sft import expert_episodes, expert_response_text, length_grouped_order, sft_epochs
+from resrl_agent.trainer.sft import (
+    expert_episodes,
+    expert_response_text,
+    length_grouped_order,
+    sft_epochs,
+    sft_step_count,
+)
+from resrl_agent.types import collate
 
 
 def test_expert_text_forms_parse_back_to_the_expert_action() -> None:
@@ -190,6 +197,10 @@ def test_expert_episodes_in_worker_processes_equal_the_sequential_ones(tiny_toke
     fourth = tiny_tokenizer.decode(longest.turns[3].prompt_ids)
     assert "[Step 2] Observation:" in fourth and "[Step 3] Observation:" in fourth and "[Step 1]" not in fourth
     assert "You have taken 3 steps." in fourth
+    # the step count announced before SFT is the one sft_epochs takes: a row per turn in window mode
+    assert sft_step_count(parallel, "window", epochs=2, batch_rows=3) == 2 * -(
+        -collate(parallel, "window").num_rows // 3
+    )
 
 
 def test_invalid_detours_send_stale_commands_and_keep_the_expert_label(tiny_tokenizer: Any) -> None:
