@@ -68,6 +68,14 @@ def _alive(pids: set[int]) -> set[int]:
     return {pid for pid in pids if _running(pid)}
 
 
+def _survivors(pids: set[int], within: float, interval: float = 0.2) -> set[int]:
+    """The pids still running after waiting up to ``within`` seconds for all of them to end."""
+    deadline = time.monotonic() + within
+    while _alive(pids) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return _alive(pids)
+
+
 @pytest.mark.vllm
 @pytest.mark.usefixtures("vllm_env")
 def test_trainer_pushes_weights_into_vllm_every_update(tmp_path: Path) -> None:
@@ -90,10 +98,7 @@ def test_trainer_pushes_weights_into_vllm_every_update(tmp_path: Path) -> None:
     assert first["rollout/logprob_abs_diff"] < SYNCED  # the engine starts from the learner's weights
     assert second["rollout/logprob_abs_diff"] < SYNCED  # ... and samples from the updated ones after the push
     assert second["time/push_s"] < 30 and first["update/rows"] > 0
-    deadline = time.monotonic() + 30
-    while _alive(started) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _alive(started), "Trainer.close left vLLM processes behind"
+    assert not _survivors(started, 30), "Trainer.close left vLLM processes behind"
 
 
 @pytest.mark.vllm
@@ -145,10 +150,7 @@ def test_ray_trainer_with_a_vllm_inference_actor(tmp_path: Path) -> None:
             trainer.run()
         finally:
             trainer.close()
-        deadline = time.monotonic() + 30
-        while _alive(engine_pids) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _alive(engine_pids), "RayTrainer.close left vLLM processes behind"
+        assert not _survivors(engine_pids, 30), "RayTrainer.close left vLLM processes behind"
     finally:
         if started_ray:
             ray.shutdown()
@@ -222,10 +224,7 @@ def test_ctrl_c_with_vllm_finishes_the_iteration_saves_and_exits(tmp_path: Path)
             proc.wait()
     assert proc.returncode == 130, output[-3000:]
     assert list((run_dir / "checkpoints").glob("interrupt_*.pt")), output[-3000:]
-    deadline = time.monotonic() + 30
-    while _alive(session) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _alive(session), "processes left behind after the interrupt"
+    assert not _survivors(session, 30), "processes left behind after the interrupt"
 
 
 def _session_of(pid: int) -> int | None:
@@ -258,10 +257,7 @@ def test_engine_processes_exit_with_their_parent() -> None:
         assert parent.stdout.readline().strip() == "ready"
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        deadline = time.monotonic() + 20
-        while _running(child) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not _running(child), "the child outlived its parent"
+        assert not _survivors({child}, 20, interval=0.1), "the child outlived its parent"
     finally:
         if parent.poll() is None:
             parent.kill()
