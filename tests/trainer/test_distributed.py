@@ -97,6 +97,7 @@ def _worker(rank: int, world: int, port: int, model_dir: str, cases: dict[str, A
                 },
                 f"{out}/nan-{mode}.rank{rank}.pt",
             )
+        dist.barrier()  # both ranks done before either tears the group down (rank 0 hosts the store)
     finally:
         dist.destroy_process_group()
 
