@@ -172,7 +172,7 @@ def bench_resets(train: list[GameRecord], n: int, rounds: int) -> None:
             f"{statistics.mean(values) * 1000:6.1f} ms over {len(values)} resets of distinct games"
         )
     print(
-        f"disk cache: {statistics.mean(sizes) / 1000:.1f} KB per game (two translations); load {os.getloadavg()[0]:.2f}"
+        f"disk cache: {statistics.mean(sizes) / 1000:.1f} KB per game (one translation); load {os.getloadavg()[0]:.2f}"
     )
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +17,10 @@ from rich.table import Table
 
 from resrl_agent import __version__
 from resrl_agent.errors import ResrlError
+
+if TYPE_CHECKING:
+    from resrl_agent.config import RunConfig
+    from resrl_agent.trainer.loop import EvalResult
 
 app = typer.Typer(
     name="resrl-agent",
@@ -167,34 +171,48 @@ def train(
         console.print("[yellow]interrupted[/]: a checkpoint was saved; continue with --resume")
         raise typer.Exit(code=130) from None
     if results:
-        table = Table(title=f"held-out success ({cfg.eval.num_tasks} tasks, same tasks and sampling)")
-        for column in ("policy", "success", "95% CI", "won/total", "mean return"):
-            table.add_column(column)
-        for result in results.values():
-            lo, hi = result.interval
-            table.add_row(
-                result.label,
-                f"{result.success:.3f}",
-                f"{lo:.3f}-{hi:.3f}",
-                f"{result.won}/{result.total}",
-                f"{result.mean_return:.3f}",
-            )
-        Console().print(table)
+        Console().print(comparison_table(cfg, list(results.values())))
     console.print(f"run dir {cfg.resolved_run_dir}: metrics.jsonl, checkpoints/; `resrl-agent plot` draws the curves")
+
+
+def comparison_table(cfg: RunConfig, results: list[EvalResult]) -> Table:
+    """The held-out comparison: each policy's success with its 95 % Wilson interval, and the one-sided Fisher exact
+    p-value of its rate being above the previous row's (untrained, then SFT, then SFT + RL)."""
+    from resrl_agent.eval.metrics import fisher_greater
+
+    samples = cfg.eval.samples_per_task
+    shape = f"{cfg.eval.num_tasks} tasks" + (f" x {samples} samples" if samples > 1 else "")
+    table = Table(
+        title=f"held-out success ({shape}, same tasks and sampling)",
+        caption="p: one-sided Fisher exact test of this row's success over the row above",
+    )
+    for column in ("policy", "success", "95% CI", "won/total", "mean return", "p"):
+        table.add_column(column)
+    for k, result in enumerate(results):
+        lo, hi = result.interval
+        before = results[k - 1] if k else None
+        p = "-" if before is None else f"{fisher_greater(before.won, before.total, result.won, result.total):.3g}"
+        table.add_row(
+            result.label,
+            f"{result.success:.3f}",
+            f"{lo:.3f}-{hi:.3f}",
+            f"{result.won}/{result.total}",
+            f"{result.mean_return:.3f}",
+            p,
+        )
+    return table
 
 
 @app.command()
 def sft(config: ConfigArg, overrides: OverridesArg = None) -> None:
     """SFT warm start only: expert trajectories (info["expert_action"]) -> RUN_DIR/checkpoints/sft.pt."""
-    from resrl_agent.trainer.loop import Trainer
+    from resrl_agent.trainer.progress import sft_with_progress
 
     try:
         cfg = _load(config, overrides)
         if cfg.trainer.sft_epochs < 1:
             cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"sft_epochs": 1})})
-        trainer = Trainer(cfg)
-        history = trainer.run_sft()
-        trainer.save("sft")
+        history = sft_with_progress(cfg, console)
     except ResrlError as err:
         raise _fail(err) from None
     nll = [h["sft/nll"] for h in history if "sft/nll" in h]

@@ -82,3 +82,30 @@ def test_config_errors_exit_2_with_the_key(tmp_path: Path) -> None:
     assert "unknown config key 'trainer.lrr'" in result.output
     result = runner.invoke(app, ["rollout", str(tmp_path / "missing.yaml")])
     assert result.exit_code == 2 and "not found" in result.output
+
+
+def test_sft_then_train_prints_the_held_out_comparison(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`sft` (under its progress bar) writes sft.pt; `train` ends with untrained -> sft -> rl, each row's p-value over
+    the row above (one-sided Fisher exact) recomputed here from the run's own eval episodes."""
+    from resrl_agent.eval.metrics import fisher_greater
+
+    config = str(ROOT / "configs" / "echo_tiny.yaml")
+    common = [f"model.path={tiny_model_dir}", "trainer.sft_tasks=6", "trainer.sft_batch_rows=4"]
+    result = runner.invoke(app, ["sft", config, f"run_dir={tmp_path / 'sft'}", *common])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "sft" / "checkpoints" / "sft.pt").is_file()
+    assert "sft: 2 steps, nll" in result.output  # 6 expert episodes x 1 turn... in rows of 4: 2 steps
+    run = tmp_path / "train"
+    options = ["trainer.sft_epochs=1", "trainer.iterations=1", "trainer.compare_eval=true", "eval.num_tasks=3"]
+    result = runner.invoke(app, ["train", config, f"run_dir={run}", *common, *options, "eval.samples_per_task=2"])
+    assert result.exit_code == 0, result.output
+    assert "held-out success (3 tasks x 2 samples, same tasks and sampling)" in result.output
+    assert "one-sided Fisher exact" in result.output
+    table = [line for line in result.output.splitlines() if line.startswith("│")]  # the table's body rows
+    rows = [line for line in table if line.strip("│ ").split(" ")[0] in ("untrained", "sft", "rl")]
+    assert [line.strip("│ ").split(" ")[0] for line in rows] == ["untrained", "sft", "rl"]
+    won = [sum(e.won for e in read_episodes(run / f"eval_{label}.jsonl")) for label in ("untrained", "sft", "rl")]
+    assert [f"{w}/6" in line for w, line in zip(won, rows, strict=True)] == [True, True, True]
+    assert rows[0].rstrip("│ ").endswith("-")  # the first row has nothing above it
+    for k in (1, 2):
+        assert rows[k].rstrip("│ ").endswith(f"{fisher_greater(won[k - 1], 6, won[k], 6):.3g}")

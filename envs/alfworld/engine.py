@@ -11,7 +11,8 @@ The handcoded expert draws from Python's global ``random``; :class:`ExpertRandom
 stream so expert actions and walkthroughs are reproducible and never disturb the caller's ``random`` state.
 
 Loading a game runs fast-downward's PDDL-to-SAS translation twice (about 85 % of a reset of a game not seen before);
-:func:`memoized_translation` keeps translations in memory and on disk, shared by processes
+:func:`memoized_translation` runs it once (the second, optimized task is only searched for plans this stack never
+asks for) and keeps translations in memory and on disk, shared by processes
 (:class:`TranslationDiskCache`; ``RESRL_ALFWORLD_DISK_CACHE=0`` turns the disk part off).
 """
 
@@ -221,8 +222,8 @@ class TranslationDiskCache:
     with ``os.replace``: a reader sees a whole entry or none, and two processes writing the same entry at once each
     move in a complete identical file. A file that does not verify (truncated, corrupt, other format) is logged at
     debug level, recomputed and overwritten. A folder that cannot be written costs a warning (once) and the
-    translations are computed as without the cache. Entries are never evicted: about 23 KB per game on average (two
-    translations; 15 MB for the 640 shipped games).
+    translations are computed as without the cache. Entries are never evicted: about 14 KB per game on average (one
+    translation under :func:`memoized_translation`; about 9 MB for the 640 shipped games).
     """
 
     def __init__(self, directory: Path) -> None:
@@ -323,24 +324,33 @@ def _copy_context(context: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def memoized_translation(disk_dir: Path | None = None, *, disk: bool = True) -> Iterator[None]:
+def memoized_translation(
+    disk_dir: Path | None = None, *, disk: bool = True, optimized_replan: bool = False
+) -> Iterator[None]:
     """Reuse the engine's pure translation and parsing steps across loads, resets and steps.
 
     ``PddlEnv.load`` parses the grammar (about 0.7 s) and builds a ``PddlState``; ``PddlEnv.reset`` builds another,
-    and each ``PddlState`` runs fast-downward's PDDL-to-SAS translation twice (about 0.15 s each). Both are pure
-    functions of their text inputs and their results are only read afterwards, so within this context they are
-    looked up in small LRU caches. Every step then derives the text of each admissible command and observation
-    from the game's text grammar: textworld re-parses each template string and each condition with tatsu (about
-    60 % of a step) and deep-copies the derivation context per symbol (about 30 %). Within this context a parsed
-    template is kept and deep-copied on use (the derivation mutates its symbols), a parsed condition is kept and
-    shared (only read), and contexts are copied one level deep. The engine's state (``load_sas``, the facts,
-    every step) is computed as before; tests/envs/test_alfworld.py checks that observations, admissible commands
-    and expert plans are identical with and without this context.
+    and each ``PddlState`` runs fast-downward's PDDL-to-SAS translation twice (about 0.15 s each; once in this
+    context, see below). Both are pure functions of their text inputs and their results are only read afterwards, so
+    within this context they are looked up in small LRU caches. Every step then derives the text of each admissible
+    command and observation from the game's text grammar: textworld re-parses each template string and each
+    condition with tatsu (about 60 % of a step) and deep-copies the derivation context per symbol (about 30 %).
+    Within this context a parsed template is kept and deep-copied on use (the derivation mutates its symbols), a
+    parsed condition is kept and shared (only read), and contexts are copied one level deep. The engine's state
+    (``load_sas``, the facts, every step) is computed as before; tests/envs/test_alfworld.py checks that
+    observations, admissible commands and expert plans are identical with and without this context.
 
     A translation missing from memory is looked up on disk (:class:`TranslationDiskCache`, in ``disk_dir`` or by
     default in :func:`default_translation_dir`) and written there when computed, so a process resets a game that
     any process has loaded before in about 35 ms instead of about 180 ms (medians of 40 games, fresh processes).
     ``disk=False`` or ``RESRL_ALFWORLD_DISK_CACHE=0`` keeps translations in memory only.
+
+    Of a ``PddlState``'s two translations, the second (``optimize=True``: unimportant variables and unreachable facts
+    pruned, for a faster search) is only loaded as the planner's replanning task, which textworld searches for
+    ``policy_commands`` and the ``walkthrough`` extra and for nothing else; :func:`make_engine` requests neither
+    (its expert is alfworld's handcoded one). Unless ``optimized_replan`` is set, the plain translation, the whole
+    task that the engine plays, stands in for it: a plan for it is a plan for the game, and a game never seen
+    before resets with one translation instead of two (about half the cost of a cold reset).
     """
     import copy
 
@@ -360,6 +370,8 @@ def memoized_translation(disk_dir: Path | None = None, *, disk: bool = True) -> 
         return TranslationDiskCache(directory).translate(original_translate, domain, problem, **kwargs)
 
     def translate(domain: str, problem: str, **kwargs: Any) -> Any:
+        if kwargs.get("optimize") and not optimized_replan:
+            kwargs = {name: value for name, value in kwargs.items() if name != "optimize"}
         key = (domain, problem, sorted(kwargs.items()))
         return _TRANSLATIONS.get_or_make(key, lambda: make_translation(domain, problem, kwargs))
 

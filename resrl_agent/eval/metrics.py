@@ -1,4 +1,5 @@
-"""Avg@k, unbiased Pass@k, and per-group diversity (distinct-n, mean pairwise edit similarity).
+"""Avg@k, unbiased Pass@k, per-group diversity (distinct-n, mean pairwise edit similarity), and Fisher's exact test
+of one success rate over another.
 
 Plain Python and numpy: evaluation runs on the driver and in notebooks, without torch.
 A "sample" for the diversity metrics is a sequence of tokens (token ids or any hashables); a `str`
@@ -21,6 +22,7 @@ __all__ = [
     "distinct_n_per_group",
     "edit_distance",
     "edit_similarity",
+    "fisher_greater",
     "mean_pairwise_edit_similarity",
     "mean_pass_at_k",
     "pairwise_edit_similarity_per_group",
@@ -55,6 +57,23 @@ def avg_at_k(scores: Sequence[Sequence[float]]) -> float:
     if not scores or any(len(s) == 0 for s in scores):
         raise ValueError("avg_at_k needs at least one task and at least one sample per task.")
     return math.fsum(math.fsum(s) / len(s) for s in scores) / len(scores)
+
+
+def fisher_greater(won_a: int, total_a: int, won_b: int, total_b: int) -> float:
+    """One-sided Fisher exact p-value that policy B's success rate is above policy A's.
+
+    With both margins fixed (``won_a + won_b`` successes among ``total_a + total_b`` episodes), the number of B's
+    successes is hypergeometric; the p-value is the chance it is at least ``won_b``. Exact integer arithmetic, so it
+    holds for thousands of episodes. Episodes are treated as independent, which samples of the same task are not
+    quite: read it as a guide next to the confidence intervals, not as a verdict.
+    """
+    if min(total_a, total_b) < 1 or not 0 <= won_a <= total_a or not 0 <= won_b <= total_b:
+        raise ValueError(
+            f"fisher_greater needs 0 <= won <= total and total >= 1 for both; got {won_a}/{total_a}, {won_b}/{total_b}."
+        )
+    wins, n = won_a + won_b, total_a + total_b
+    tail = sum(math.comb(wins, x) * math.comb(n - wins, total_b - x) for x in range(won_b, min(wins, total_b) + 1))
+    return tail / math.comb(n, total_b)
 
 
 def _tokens(sample: Sample) -> list[Hashable]:

@@ -210,8 +210,10 @@ class Trainer:
     # ------------------------------------------------------------------------------------------------ phases
     def evaluate(self, label: str) -> EvalResult:
         """Success on the held-out tasks (the same tasks and seeds at every call)."""
+        start = time.perf_counter()
         tasks = eval_tasks(self.config, self.config.eval.num_tasks, self.config.eval.samples_per_task)
         episodes = self.rollout(tasks, iteration=-1, evaluation=True)
+        elapsed = time.perf_counter() - start
         write_episodes(self.run_dir / f"eval_{label}.jsonl", episodes)
         result = EvalResult(
             label, sum(e.won for e in episodes), len(episodes), sum(e.total_return for e in episodes) / len(episodes)
@@ -221,7 +223,14 @@ class Trainer:
         self._emit(
             f"eval/{label}",
             self.state.iteration,
-            {"eval/success": result.success, "eval/ci_low": lo, "eval/ci_high": hi, "eval/return": result.mean_return},
+            {
+                "eval/success": result.success,
+                "eval/ci_low": lo,
+                "eval/ci_high": hi,
+                "eval/return": result.mean_return,
+                "eval/episodes": float(result.total),
+                "time/eval_s": elapsed,
+            },
         )
         return result
 
@@ -324,12 +333,13 @@ class Trainer:
         finally:
             signal.signal(signal.SIGINT, previous)
             self.sink.close()
-        for label, numbers in self.state.evals.items():
-            results.setdefault(
-                label, EvalResult(label, int(numbers["won"]), int(numbers["total"]), float(numbers["mean_return"]))
-            )
         del c
-        return results
+        # every evaluation of the run, resumed ones included, in the order they ran (untrained, sft, iterN..., rl)
+        return {
+            label: results.get(label)
+            or EvalResult(label, int(numbers["won"]), int(numbers["total"]), float(numbers["mean_return"]))
+            for label, numbers in self.state.evals.items()
+        }
 
     def close(self) -> None:
         """Release what the trainer holds: the engine's processes (vLLM's engine core); the Ray driver stops its

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -9,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from resrl_agent.config import RunConfig
 
-__all__ = ["run_with_progress"]
+__all__ = ["progress_display", "run_with_progress", "sft_with_progress"]
 
 _SHOWN = (
     ("rollout/success", "succ"),
@@ -27,13 +29,12 @@ def _line(metrics: dict[str, float]) -> str:
     return "  ".join(parts)
 
 
-def run_with_progress(config: RunConfig, console: Console, *, resume: bool = False) -> dict[str, Any]:
-    """Build the configured trainer (local or Ray) and run it under a live progress bar."""
-    if config.trainer.driver == "ray":
-        from resrl_agent.trainer.ray_driver import RayTrainer as TrainerClass
-    else:
-        from resrl_agent.trainer.loop import Trainer as TrainerClass
-
+@contextlib.contextmanager
+def progress_display(
+    config: RunConfig, console: Console, *, rl: bool = True
+) -> Iterator[Callable[[str, dict[str, float]], None]]:
+    """A live display of a run's phases (``rl=False``: the SFT bar only); yields the ``progress`` callback a trainer
+    takes."""
     t = config.trainer
     sft_steps = t.sft_epochs * -(-t.sft_tasks * config.rollout.max_turns // t.sft_batch_rows)
     with Progress(
@@ -45,12 +46,12 @@ def run_with_progress(config: RunConfig, console: Console, *, resume: bool = Fal
         console=console,
         transient=False,
     ) as progress:
-        rl = progress.add_task("rl", total=t.iterations, info="")
+        rl_bar = progress.add_task("rl", total=t.iterations, info="", visible=rl)
         sft = progress.add_task("sft", total=sft_steps or None, info="", visible=t.sft_epochs > 0)
 
         def on_metrics(phase: str, metrics: dict[str, float]) -> None:
             if phase == "rl":
-                progress.update(rl, completed=int(metrics["step"]) + 1, info=_line(metrics))
+                progress.update(rl_bar, completed=int(metrics["step"]) + 1, info=_line(metrics))
             elif phase == "sft":
                 if "sft/total_steps" in metrics:  # known once the expert episodes are collected
                     progress.update(sft, total=int(metrics["sft/total_steps"]))
@@ -58,8 +59,36 @@ def run_with_progress(config: RunConfig, console: Console, *, resume: bool = Fal
             else:
                 progress.console.log(f"{phase}: {_line(metrics)}")
 
-        trainer = TrainerClass(config, progress=on_metrics)
+        yield on_metrics
+
+
+def _trainer_class(config: RunConfig) -> type[Any]:
+    if config.trainer.driver == "ray":
+        from resrl_agent.trainer.ray_driver import RayTrainer
+
+        return RayTrainer
+    from resrl_agent.trainer.loop import Trainer
+
+    return Trainer
+
+
+def run_with_progress(config: RunConfig, console: Console, *, resume: bool = False) -> dict[str, Any]:
+    """Build the configured trainer (local or Ray) and run it under a live progress bar."""
+    with progress_display(config, console) as on_metrics:
+        trainer = _trainer_class(config)(config, progress=on_metrics)
         try:
-            return trainer.run(resume=resume)
+            return trainer.run(resume=resume)  # type: ignore[no-any-return]
+        finally:
+            trainer.close()
+
+
+def sft_with_progress(config: RunConfig, console: Console) -> list[dict[str, float]]:
+    """The SFT warm start alone (``resrl-agent sft``) under the same display; saves RUN_DIR/checkpoints/sft.pt."""
+    with progress_display(config, console, rl=False) as on_metrics:
+        trainer = _trainer_class(config)(config, progress=on_metrics)
+        try:
+            history: list[dict[str, float]] = trainer.run_sft()
+            trainer.save("sft")
+            return history
         finally:
             trainer.close()

@@ -9,6 +9,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import pytest
@@ -204,6 +205,50 @@ def test_parsing_caches_change_nothing(cache: Path) -> None:
     finally:
         plain.close()
         cached.close()
+
+
+def _pddl_env(engine: object) -> Any:
+    """The textworld ``PddlEnv`` at the bottom of an engine's wrapper stack."""
+    while not hasattr(engine, "_pddl_state"):
+        engine = engine._wrapped_env  # type: ignore[attr-defined]
+    return engine
+
+
+def test_one_translation_per_state_and_its_replanning_task_still_plans(
+    env: AlfworldEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under memoized_translation a state costs one translation: the plain task, which also stands in for the
+    optimized replanning task (optimized_replan=True keeps both). A plan the planner finds for it wins the game."""
+    import fast_downward
+
+    from envs.alfworld.engine import clear_memory_caches, make_engine, memoized_translation, quiet
+
+    record = next(g for g in env.games if g.task_type == "pick_and_place_simple" and g.split == "valid_seen")
+    calls: list[bool] = []
+    original = fast_downward.pddl2sas
+
+    def counting(domain: str, problem: str, **kwargs: Any) -> Any:
+        calls.append(bool(kwargs.get("optimize")))
+        return original(domain, problem, **kwargs)
+
+    monkeypatch.setattr(fast_downward, "pddl2sas", counting)
+    for optimized in (False, True):
+        clear_memory_caches()
+        calls.clear()
+        with quiet(), memoized_translation(disk=False, optimized_replan=optimized):
+            engine = make_engine()
+            engine.load(str(record.game_file))
+            engine.reset()
+            pddl = _pddl_env(engine)
+            state = pddl._pddl_state
+            assert calls == ([False, True] if optimized else [False])  # load and reset share the translations
+            assert (state.sas_replan == state.sas) is not optimized
+            plan = state.replan(pddl._entity_infos)
+            assert plan, "the planner found no plan"
+            for command in plan:
+                game_state, _, done = engine.step(command)
+            assert done and game_state["won"], (optimized, plan)
+        engine.close()
 
 
 def test_empty_games_dir_is_refused(cache: Path, tmp_path: Path) -> None:
@@ -456,9 +501,9 @@ def test_disk_translation_cache_cold_then_warm_in_a_fresh_process(
     cold_env = AlfworldEnv(data_dir=str(env.games_root))
     cold = disk_trace(cold_env, task_ids)
     cold_env.close()
-    assert disk_stats_since(before) == {"hits": 0, "misses": 12, "corrupt": 0, "write_errors": 0}
+    assert disk_stats_since(before) == {"hits": 0, "misses": 6, "corrupt": 0, "write_errors": 0}
     directory = default_translation_dir()
-    assert directory.is_relative_to(tmp_path) and len(list(directory.iterdir())) == 12  # 2 per game, no temp files
+    assert directory.is_relative_to(tmp_path) and len(list(directory.iterdir())) == 6  # 1 per game, no temp files
     assert any(step[6] for step in cold if len(step) > 5), "no game was won"
     assert any(not step[7] for step in cold if len(step) > 5), "no inadmissible command was played"
 
@@ -481,7 +526,7 @@ def test_disk_translation_cache_cold_then_warm_in_a_fresh_process(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     warm = json.loads(done.stdout.strip().splitlines()[-1])
-    assert warm["stats"] == {"hits": 12, "misses": 0, "corrupt": 0, "write_errors": 0}
+    assert warm["stats"] == {"hits": 6, "misses": 0, "corrupt": 0, "write_errors": 0}
     assert warm["trace"] == json.loads(json.dumps(cold))
 
 
@@ -543,7 +588,7 @@ def test_corrupt_translation_cache_entry_is_recomputed(
     first = AlfworldEnv(data_dir=str(env.games_root))
     expected = disk_trace(first, [record.task_id])
     files = sorted(default_translation_dir().iterdir())
-    assert len(files) == 2
+    assert len(files) == 1  # the plain translation (it also stands in for the replanning task)
     good = [f.read_bytes() for f in files]
     for f in files:
         f.write_bytes(f.read_bytes()[:100])
@@ -551,7 +596,7 @@ def test_corrupt_translation_cache_entry_is_recomputed(
     before = dict(DISK_STATS)
     again = AlfworldEnv(data_dir=str(env.games_root))
     assert disk_trace(again, [record.task_id]) == expected
-    assert disk_stats_since(before) == {"hits": 0, "misses": 2, "corrupt": 2, "write_errors": 0}
+    assert disk_stats_since(before) == {"hits": 0, "misses": 1, "corrupt": 1, "write_errors": 0}
     assert [f.read_bytes() for f in files] == good
 
 

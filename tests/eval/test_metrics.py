@@ -1,4 +1,5 @@
-"""Pass@k against brute-force enumeration, Avg@k and diversity metrics against hand-computed numbers."""
+"""Pass@k and Fisher's exact test against brute-force enumeration, Avg@k and diversity metrics against hand-computed
+numbers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from resrl_agent.eval.metrics import (
     distinct_n_per_group,
     edit_distance,
     edit_similarity,
+    fisher_greater,
     mean_pairwise_edit_similarity,
     mean_pass_at_k,
     pairwise_edit_similarity_per_group,
@@ -117,3 +119,37 @@ def naive_edit_distance(a: list[int], b: list[int]) -> int:
 def test_edit_distance_matches_naive_dp(a: list[int], b: list[int]) -> None:
     assert edit_distance(a, b) == naive_edit_distance(a, b)
     assert edit_distance(a, b) == edit_distance(b, a)
+
+
+def test_fisher_greater_by_hand() -> None:
+    # 1/3 vs 3/3: 4 wins among 6; B holds all 3 of its draws as wins in C(4, 3) of C(6, 3) splits: 4 / 20.
+    assert fisher_greater(1, 3, 3, 3) == pytest.approx(0.2)
+    # 0/30 vs 2/30: both wins fall in B with chance C(30, 2) / C(60, 2) = 435 / 1770.
+    assert fisher_greater(0, 30, 2, 30) == pytest.approx(435 / 1770)
+    # 0/160 vs 8/160 (the main job's SFT over untrained): C(160, 8) / C(320, 8).
+    assert fisher_greater(0, 160, 8, 160) == pytest.approx(math.comb(160, 8) / math.comb(320, 8))
+    assert fisher_greater(0, 160, 8, 160) == pytest.approx(0.00357, abs=1e-5)
+    assert fisher_greater(5, 30, 0, 30) == 1.0  # B won nothing: "at least 0" always holds
+    assert fisher_greater(0, 30, 0, 30) == 1.0
+
+
+@SETTINGS
+@given(data=st.data())
+def test_fisher_greater_matches_enumeration(data: st.DataObject) -> None:
+    total_a = data.draw(st.integers(1, 6))
+    total_b = data.draw(st.integers(1, 6))
+    won_a = data.draw(st.integers(0, total_a))
+    won_b = data.draw(st.integers(0, total_b))
+    outcomes = [True] * (won_a + won_b) + [False] * (total_a + total_b - won_a - won_b)
+    splits = list(combinations(range(len(outcomes)), total_b))  # which pooled episodes are B's
+    extreme = sum(sum(outcomes[i] for i in split) >= won_b for split in splits)
+    assert fisher_greater(won_a, total_a, won_b, total_b) == pytest.approx(extreme / len(splits))
+    if won_b < total_b and won_a > 0:  # one more B win (one fewer A win, same margin) is stronger evidence
+        assert fisher_greater(won_a - 1, total_a, won_b + 1, total_b) < fisher_greater(won_a, total_a, won_b, total_b)
+
+
+def test_fisher_greater_validation() -> None:
+    with pytest.raises(ValueError, match="0 <= won <= total"):
+        fisher_greater(3, 2, 0, 2)
+    with pytest.raises(ValueError, match="total >= 1"):
+        fisher_greater(0, 0, 0, 2)
