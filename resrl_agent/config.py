@@ -239,6 +239,26 @@ class TrainerConfig(_Section):
         "the env's answer to a mistake and the expert's recovery from it",
     )
     sft_workers: int = Field(1, ge=1, description="SFT data: processes that play the expert episodes")
+    dagger_rounds: int = Field(
+        0,
+        ge=0,
+        description="after the SFT epochs, DAgger rounds: the policy plays dagger_tasks train tasks, each of its turns "
+        "is relabelled with the expert's action at that state, and SFT runs on them (window mode only)",
+    )
+    dagger_tasks: int = Field(64, ge=1, description="DAgger: train tasks the policy plays per round (one sample each)")
+    dagger_epochs: int = Field(1, ge=1, description="DAgger: SFT passes over a round's rows")
+    dagger_lr: float | None = Field(
+        None, gt=0.0, description="DAgger: peak learning rate of a round's SFT (warm-up, cosine); default sft_lr"
+    )
+    dagger_replay: float = Field(
+        1.0,
+        ge=0.0,
+        description="DAgger: expert turns mixed into a round's SFT rows, per relabelled turn (expert episodes drawn "
+        "at random from the SFT data; keeps what the expert play taught)",
+    )
+    dagger_sampling: Literal["rollout", "eval"] = Field(
+        "rollout", description="DAgger: the policy plays with the rollout's sampling settings or the eval's"
+    )
     sft_prompt_weight: float = Field(
         0.0,
         ge=0.0,
@@ -298,6 +318,11 @@ class RunConfig(_Section):
             raise ValueError(
                 f"rollout.max_new_tokens={self.rollout.max_new_tokens} leaves no room for a prompt in "
                 f"rollout.max_context_tokens={self.rollout.max_context_tokens}; raise the latter"
+            )
+        if self.trainer.dagger_rounds and self.rollout.context_mode != "window":
+            raise ValueError(
+                f"trainer.dagger_rounds={self.trainer.dagger_rounds} relabels window-mode turns (a whole prompt per "
+                "turn); set rollout.context_mode: window, or trainer.dagger_rounds: 0"
             )
         return self
 

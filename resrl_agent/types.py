@@ -62,6 +62,8 @@ class Turn:
         action_valid: the env accepted the action (``info["action_valid"]``); False when not parsed.
         reward: the env's step reward (0 when not parsed, Contract 3).
         anchor: the anchor key of the state the model acted on (Contract 5).
+        expert_action: the env's expert action at the state the model acted on (``info["expert_action"]`` before
+            the step), where the env has an expert: the label DAgger trains on. None otherwise.
     """
 
     prompt_ids: list[int]
@@ -76,6 +78,7 @@ class Turn:
     terminated: bool = False
     truncated: bool = False
     anchor: str = ""
+    expert_action: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -112,6 +115,7 @@ class Turn:
             "terminated": self.terminated,
             "truncated": self.truncated,
             "anchor": self.anchor,
+            "expert_action": self.expert_action,
             "info": _jsonable(self.info, "info"),
         }
 

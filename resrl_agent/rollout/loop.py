@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import envs
-from envs.base import EnvError, Parsed, PromptBuilder
+from envs.base import INFO_EXPERT_ACTION, EnvError, Parsed, PromptBuilder
 from resrl_agent.errors import RolloutError
 from resrl_agent.inference.base import Generation, InferenceEngine, SamplingParams
 from resrl_agent.rollout.chat import ChatFormatter, Message
@@ -145,6 +145,12 @@ class _Slot:
     parsed: Parsed | None = None
     started: float = 0.0
     rerun: bool = False  # the env's server was lost: the episode is dropped and its task played again
+
+
+def _expert_action(info: dict[str, Any]) -> str | None:
+    """The env's expert action at a state (``info["expert_action"]``), None where the env has none."""
+    action = info.get(INFO_EXPERT_ACTION)
+    return str(action) if action else None
 
 
 def _jsonable_info(info: dict[str, Any]) -> dict[str, Any]:
@@ -433,6 +439,7 @@ class _Loop:
                 terminated=terminated,
                 truncated=truncated,
                 anchor=str(slot.info.get("anchor", "")),
+                expert_action=_expert_action(slot.info),
                 info=_jsonable_info(info) if stepped else {},
             )
         )

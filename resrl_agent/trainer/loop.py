@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import envs
 from resrl_agent.config import RunConfig, dump_config
 from resrl_agent.errors import TrainerError
 from resrl_agent.inference.hf import load_model_and_tokenizer
@@ -33,7 +34,7 @@ from resrl_agent.trainer.checkpoint import latest_checkpoint, load_checkpoint, s
 from resrl_agent.trainer.engines import close_engine, make_engine
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.metrics import MetricsSink
-from resrl_agent.trainer.sft import expert_episodes, sft_phase, sft_step_count
+from resrl_agent.trainer.sft import dagger_relabel, expert_episodes, replay_sample, sft_phase, sft_step_count
 from resrl_agent.trainer.tasks import eval_tasks, train_tasks
 from resrl_agent.trainer.update import train_on_episodes
 from resrl_agent.types import Episode, write_episodes
@@ -174,13 +175,19 @@ class Trainer:
         self.learner.load_state_dict(state)
 
     def sft_update(
-        self, episodes: list[Episode], on_step: Callable[[int, dict[str, float]], None] | None = None
+        self,
+        episodes: list[Episode],
+        on_step: Callable[[int, dict[str, float]], None] | None = None,
+        *,
+        epochs: int | None = None,
+        lr: float | None = None,
     ) -> list[dict[str, float]]:
-        """SFT epochs on the learner, with the SFT learning rate; the RL optimizer is fresh afterwards.
+        """SFT epochs (default ``trainer.sft_epochs``) on the learner at peak learning rate ``lr`` (default
+        ``trainer.sft_lr``); the RL optimizer is fresh afterwards.
 
         ``on_step(step, metrics)`` is called after each optimizer step, as it happens (the Ray driver, whose steps
         run in learner actors, does not call it)."""
-        return sft_phase(self.learner, episodes, self.config, pad_id=self.pad_id, on_step=on_step)
+        return sft_phase(self.learner, episodes, self.config, pad_id=self.pad_id, on_step=on_step, epochs=epochs, lr=lr)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self, name: str) -> None:
@@ -268,7 +275,63 @@ class Trainer:
         for step, metrics in enumerate(history[len(streamed) :], start=len(streamed) + 1):
             self._emit("sft", step, metrics)  # steps run where they could not be streamed (Ray learner actors)
         self.push_weights()
+        for round_ in range(t.dagger_rounds):
+            history += self.run_dagger_round(round_, episodes, first_step=len(history) + 1)
         self.state.sft_done = True
+        return history
+
+    def run_dagger_round(self, round_: int, expert: list[Episode], *, first_step: int) -> list[dict[str, float]]:
+        """One DAgger round: the policy plays ``trainer.dagger_tasks`` train tasks, its turns are relabelled with
+        the expert's actions (:func:`dagger_relabel`), and SFT runs on them mixed with expert turns (replay).
+
+        Its tasks are drawn as a training iteration's are, at iteration ``-3 - round_`` (SFT's expert play is -2,
+        the held-out evaluation -1), so they never repeat an RL iteration's draw. The SFT steps are numbered on
+        from ``first_step`` in the "sft" metrics; each round also logs its policy's success and inadmissible rate.
+        """
+        t = self.config.trainer
+        start = time.perf_counter()
+        iteration = -3 - round_
+        tasks = train_tasks(self.config, iteration, t.dagger_tasks, 1)
+        played = self.rollout(tasks, iteration=iteration, evaluation=t.dagger_sampling == "eval")
+        rows = dagger_relabel(played, self.formatter, envs.action_parser(self.config.env.id))
+        relabelled = sum(len(e.turns) for e in rows)
+        seed = derive_seed(self.config.seed, "dagger", round_)
+        replay = replay_sample(expert, int(t.dagger_replay * relabelled), seed)
+        write_episodes(self.run_dir / f"dagger_{round_}.jsonl", played)
+        summary = rollout_metrics(played)
+        steps = sft_step_count(
+            [*rows, *replay], self.config.rollout.context_mode, epochs=t.dagger_epochs, batch_rows=t.sft_batch_rows
+        )
+        self._emit(
+            f"dagger/{round_}",
+            first_step - 1,
+            {
+                "dagger/success": summary["rollout/success"],
+                "dagger/invalid_action_rate": summary["rollout/invalid_action_rate"],
+                "dagger/relabelled_turns": float(relabelled),
+                "dagger/replay_turns": float(sum(len(e.turns) for e in replay)),
+                "sft/total_steps": float(first_step - 1 + steps),  # the SFT steps so far and this round's
+                "time/dagger_rollout_s": time.perf_counter() - start,
+            },
+        )
+        logger.info(
+            "dagger round %d: the policy won %d/%d; %d turns relabelled, %d expert turns replayed",
+            round_,
+            sum(e.won for e in played),
+            len(played),
+            relabelled,
+            sum(len(e.turns) for e in replay),
+        )
+        streamed: list[int] = []
+
+        def on_step(step: int, metrics: dict[str, float]) -> None:
+            streamed.append(step)
+            self._emit("sft", first_step - 1 + step, {**metrics, "dagger/round": float(round_)})
+
+        history = self.sft_update([*rows, *replay], on_step=on_step, epochs=t.dagger_epochs, lr=t.dagger_lr)
+        for step, metrics in enumerate(history[len(streamed) :], start=len(streamed) + 1):
+            self._emit("sft", first_step - 1 + step, {**metrics, "dagger/round": float(round_)})
+        self.push_weights()
         return history
 
     def run_iteration(self, iteration: int) -> dict[str, float]:

@@ -21,6 +21,8 @@ _SHOWN = (
     ("loss/entropy", "ent"),
     ("sft/nll", "nll"),
     ("eval/success", "eval"),
+    ("dagger/success", "won"),
+    ("dagger/invalid_action_rate", "inadmissible"),
 )
 
 
@@ -57,6 +59,8 @@ def progress_display(
                     progress.update(sft, total=int(metrics["sft/total_steps"]))
                 progress.update(sft, completed=int(metrics["step"]), info=_line(metrics))
             else:
+                if "sft/total_steps" in metrics:  # a DAgger round adds SFT steps
+                    progress.update(sft, total=int(metrics["sft/total_steps"]))
                 progress.console.log(f"{phase}: {_line(metrics)}")
 
         yield on_metrics

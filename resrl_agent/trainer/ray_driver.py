@@ -102,8 +102,10 @@ class LearnerWorker:
     def update(self, episodes: list[Episode]) -> dict[str, float]:
         return train_on_episodes(self.learner, episodes, self.config, pad_id=self.pad_id)
 
-    def sft(self, episodes: list[Episode]) -> list[dict[str, float]]:
-        return sft_phase(self.learner, episodes, self.config, pad_id=self.pad_id)
+    def sft(
+        self, episodes: list[Episode], epochs: int | None = None, lr: float | None = None
+    ) -> list[dict[str, float]]:
+        return sft_phase(self.learner, episodes, self.config, pad_id=self.pad_id, epochs=epochs, lr=lr)
 
     def weights(self) -> dict[str, Any]:
         parallel = self.learner.parallel
@@ -252,11 +254,16 @@ class RayTrainer(Trainer):
         return metrics
 
     def sft_update(
-        self, episodes: list[Episode], on_step: Callable[[int, dict[str, float]], None] | None = None
+        self,
+        episodes: list[Episode],
+        on_step: Callable[[int, dict[str, float]], None] | None = None,
+        *,
+        epochs: int | None = None,
+        lr: float | None = None,
     ) -> list[dict[str, float]]:
         del on_step  # the steps run in the learner actors; the driver logs their history when they return
         shared = ray.put(episodes) if len(self.learners) > 1 else episodes
-        history: list[dict[str, float]] = self._on_learners("sft", shared)
+        history: list[dict[str, float]] = self._on_learners("sft", shared, epochs, lr)
         return history
 
     def learner_state(self) -> dict[str, Any]:

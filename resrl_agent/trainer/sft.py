@@ -11,6 +11,7 @@ same token sequences the policy later samples and RL trains on.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import math
@@ -34,7 +35,16 @@ from resrl_agent.types import Batch, Episode, Turn, collate
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["expert_episodes", "expert_response_text", "sft_epochs", "sft_lr_factor", "sft_phase", "sft_step_count"]
+__all__ = [
+    "dagger_relabel",
+    "expert_episodes",
+    "expert_response_text",
+    "replay_sample",
+    "sft_epochs",
+    "sft_lr_factor",
+    "sft_phase",
+    "sft_step_count",
+]
 
 
 def _same_action(parsed: str | None, action: str) -> bool:
@@ -240,6 +250,7 @@ def _expert_episode(
                 terminated=bool(terminated),
                 truncated=bool(truncated),
                 anchor=anchor,
+                expert_action=str(expert),
                 info={"explored": True, **({"invalid": True} if invalid else {})} if explored else {},
             )
         )
@@ -264,6 +275,64 @@ def _expert_episode(
         stop_reason=stop,  # type: ignore[arg-type]
         metrics={"num_turns": float(len(turns)), "expert": 1.0},
     )
+
+
+def dagger_relabel(
+    episodes: Sequence[Episode], formatter: ChatFormatter, parse: Callable[[str], Parsed]
+) -> list[Episode]:
+    """DAgger's relabelling: the policy's own turns, each answered with the expert's action at that turn's state.
+
+    The policy played ``episodes``; every turn recorded the expert's action at the state it acted on
+    (``Turn.expert_action``). Each turn keeps its prompt (the state as the policy saw it, after its own mistakes)
+    and gets the expert's response as the SFT target, so SFT then teaches what to do in the states the policy
+    reaches itself, the ones expert play never shows (Ross et al., 2011; ALFWorld's BUTLER agent trains this way).
+
+    Window mode only: there a turn's prompt is the whole state. In concat mode a turn's context holds the policy's
+    earlier responses, which relabelling would leave inconsistent. Turns without an expert action are dropped, and
+    episodes left without turns. The policy's own action is kept in ``Turn.info["policy_action"]``.
+    """
+    out: list[Episode] = []
+    for episode in episodes:
+        if episode.context_mode != "window":
+            raise TrainerError(
+                f"DAgger relabels window-mode turns; episode {episode.group_id}/{episode.sample_idx} is "
+                f"{episode.context_mode} mode (set rollout.context_mode: window, or trainer.dagger_rounds: 0)"
+            )
+        turns = []
+        for turn in episode.turns:
+            if not turn.expert_action:
+                continue
+            text = expert_response_text(turn.expert_action, parse)
+            response = [*formatter.encode(text), formatter.eos_token_id]
+            turns.append(
+                dataclasses.replace(
+                    turn,
+                    response_ids=response,
+                    response_logprobs=[0.0] * len(response),
+                    response_text=text,
+                    action=parse(text).action,
+                    format_valid=True,
+                    action_valid=True,
+                    reward=0.0,
+                    info={"dagger": True, "policy_action": turn.action},
+                )
+            )
+        if turns:
+            out.append(dataclasses.replace(episode, turns=turns, return_=0.0, metrics={"dagger": 1.0}))
+    return out
+
+
+def replay_sample(episodes: Sequence[Episode], turns: int, seed: int) -> list[Episode]:
+    """Episodes drawn at random (without replacement, seeded) until they hold at least ``turns`` turns, or all."""
+    order = random.Random(seed).sample(range(len(episodes)), len(episodes))
+    out: list[Episode] = []
+    held = 0
+    for i in order:
+        if held >= turns:
+            break
+        out.append(episodes[i])
+        held += len(episodes[i].turns)
+    return out
 
 
 def sft_epochs(
@@ -375,16 +444,21 @@ def sft_phase(
     *,
     pad_id: int,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
 ) -> list[dict[str, float]]:
-    """The SFT warm start on the learner: SFT learning rate and warm-up, then a fresh optimizer for RL."""
+    """The SFT warm start on the learner: SFT learning rate and warm-up, then a fresh optimizer for RL.
+
+    ``epochs`` (default ``trainer.sft_epochs``) passes over ``episodes`` at peak learning rate ``lr`` (default
+    ``trainer.sft_lr``); a DAgger round passes its own."""
     t = config.trainer
     rl = learner.settings
-    learner.reset_optimizer(lr=t.sft_lr, warmup_steps=t.sft_warmup_steps)
+    learner.reset_optimizer(lr=t.sft_lr if lr is None else lr, warmup_steps=t.sft_warmup_steps)
     history = sft_epochs(
         learner,
         episodes,
         config.rollout.context_mode,
-        epochs=t.sft_epochs,
+        epochs=t.sft_epochs if epochs is None else epochs,
         batch_rows=t.sft_batch_rows,
         seed=derive_seed(config.seed, "sft"),
         pad_id=pad_id,

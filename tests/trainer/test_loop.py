@@ -93,3 +93,57 @@ def test_sft_steps_are_reported_as_they_run(tmp_path: Path, tiny_model_dir: Path
     assert [m["step"] for m in sft[1:]] == [1, 2, 3, 4]
     assert sizes == [1, 2, 3, 4]  # step k ran after steps 0..k-1 were reported: live, not at the end
     assert [r["step"] for r in read_metrics(tmp_path) if r["phase"] == "sft"] == [0, 1, 2, 3, 4]
+
+
+def test_dagger_round_relabels_the_policys_turns_and_continues_the_sft_steps(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """After the SFT epochs, a DAgger round: the policy plays train tasks (every turn records the expert's action at
+    its state), SFT runs on the relabelled turns plus replayed expert turns, and the steps number on."""
+    from resrl_agent.trainer.sft import sft_step_count
+    from resrl_agent.types import read_episodes
+
+    overrides = [
+        f"run_dir={tmp_path}",
+        "trainer.iterations=0",
+        "trainer.compare_eval=false",
+        "rollout.context_mode=window",
+        "trainer.sft_epochs=1",
+        "trainer.sft_tasks=4",
+        "trainer.sft_batch_rows=2",
+        "trainer.dagger_rounds=1",
+        "trainer.dagger_tasks=3",
+        "trainer.dagger_replay=1.0",
+    ]
+    trainer = Trainer(load_config("configs/echo_tiny.yaml", overrides))
+    history = trainer.run_sft()
+    played = read_episodes(tmp_path / "dagger_0.jsonl")
+    assert len(played) == 3 and {e.context_mode for e in played} == {"window"}
+    words = {"echo-0": "apple", "echo-1": "river", "echo-2": "lamp", "echo-3": "stone"}
+    # the rollout loop recorded the expert's action at each state the policy acted on: the task's word
+    assert all(
+        t.expert_action == words.get(e.task_id, t.expert_action) and t.expert_action for e in played for t in e.turns
+    )
+    turns = sum(len(e.turns) for e in played)
+    rows = read_metrics(tmp_path)
+    (dagger,) = [r for r in rows if r["phase"] == "dagger/0"]
+    assert dagger["dagger/relabelled_turns"] == turns
+    assert dagger["dagger/replay_turns"] == min(turns, 4)  # 4 expert episodes of one turn: as many as asked, or all
+    expert_steps = sft_step_count(read_episodes(tmp_path / "sft_episodes.jsonl"), "window", epochs=1, batch_rows=2)
+    round_steps = -(-int(turns + dagger["dagger/replay_turns"]) // 2)
+    assert len(history) == expert_steps + round_steps == dagger["sft/total_steps"]
+    sft_rows = [r for r in rows if r["phase"] == "sft"]
+    assert [r["step"] for r in sft_rows] == list(range(len(history) + 1))  # 0 (the announcement), then every step
+    assert [r.get("dagger/round") for r in sft_rows[1:]] == [None] * expert_steps + [0.0] * round_steps
+    assert trainer.state.sft_done
+    trainer.close()
+
+
+def test_dagger_needs_window_mode() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from resrl_agent.errors import ConfigError
+
+    with pytest.raises((ConfigError, ValidationError), match="rollout.context_mode: window"):
+        load_config("configs/echo_tiny.yaml", ["trainer.dagger_rounds=1"])

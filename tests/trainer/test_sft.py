@@ -18,13 +18,15 @@ from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import RolloutSettings, TaskSpec
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.sft import (
+    dagger_relabel,
     expert_episodes,
     expert_response_text,
     length_grouped_order,
+    replay_sample,
     sft_epochs,
     sft_step_count,
 )
-from resrl_agent.types import collate
+from resrl_agent.types import Episode, Turn, collate
 
 
 def test_expert_text_forms_parse_back_to_the_expert_action() -> None:
@@ -272,3 +274,78 @@ def test_length_grouped_order_pads_less_than_a_shuffle() -> None:
     real = sum(lengths)
     # a shuffle pads 8 rows to the longest of 8 uniform lengths (~ +45 % here); grouped pools of 256 rows pad ~1 %
     assert shuffled > 1.3 * real and grouped < 1.03 * real
+
+
+def _turn(prompt: list[int], action: str | None, expert: str | None) -> Turn:
+    valid = action is not None
+    return Turn(
+        prompt_ids=prompt,
+        response_ids=[7, 8],
+        response_logprobs=[-0.5, -0.25],
+        response_text=f"<action>{action}</action>" if valid else "babble",
+        action=action,
+        format_valid=valid,
+        action_valid=valid,
+        reward=0.5 if valid else 0.0,
+        anchor=f"state-{prompt[0]}",
+        expert_action=expert,
+        info={"won": False} if valid else {},
+    )
+
+
+def test_dagger_relabel_answers_each_policy_turn_with_the_experts_action(tiny_tokenizer: Any) -> None:
+    """Prompts stay as the policy saw them; responses become the expert's, token-exact; turns without an expert
+    action are dropped, and episodes left with none; concat-mode episodes are refused."""
+    formatter = ChatFormatter(tiny_tokenizer)
+    parse = envs.action_parser("resrl/ALFWorld-v0")
+    played = Episode(
+        task_id="t",
+        group_id="g",
+        sample_idx=0,
+        env_id="resrl/ALFWorld-v0",
+        context_mode="window",
+        turns=[
+            _turn([1, 2, 3], "go to shelf 1", "go to desk 1"),  # a wrong move
+            _turn([4, 5], None, "go to desk 1"),  # unparsable: the env was not stepped, the state is the same
+            _turn([6], "look", None),  # no expert action here: dropped
+        ],
+    )
+    empty = Episode(
+        task_id="u",
+        group_id="h",
+        sample_idx=0,
+        env_id="resrl/ALFWorld-v0",
+        context_mode="window",
+        turns=[_turn([9], "look", None)],
+    )
+    (out,) = dagger_relabel([played, empty], formatter, parse)
+    expected = [*formatter.encode("<action>go to desk 1</action>"), formatter.eos_token_id]
+    assert [t.prompt_ids for t in out.turns] == [[1, 2, 3], [4, 5]]
+    for turn, policy_action in zip(out.turns, ["go to shelf 1", None], strict=True):
+        turn.validate()
+        assert turn.response_ids == expected and turn.response_logprobs == [0.0] * len(expected)
+        assert turn.action == "go to desk 1" and turn.format_valid and turn.response_text.startswith("<action>")
+        assert turn.info == {"dagger": True, "policy_action": policy_action}
+        assert turn.expert_action == "go to desk 1" and turn.anchor.startswith("state-")
+    assert out.total_return == 0.0 and out.group_id == "g"
+    batch = collate([out], "window", pad_id=0)  # SFT trains on exactly the expert's response tokens
+    assert batch.num_rows == 2 and int(batch.loss_mask.sum()) == 2 * len(expected)
+    concat = Episode(
+        task_id="t", group_id="g", sample_idx=0, env_id="resrl/ALFWorld-v0", context_mode="concat", turns=played.turns
+    )
+    with pytest.raises(TrainerError, match="window-mode turns"):
+        dagger_relabel([concat], formatter, parse)
+
+
+def test_replay_sample_draws_whole_episodes_until_enough_turns() -> None:
+    episodes = [
+        Episode(task_id=str(k), group_id=str(k), sample_idx=0, env_id="e", turns=[_turn([k], "a", "a")] * (k + 1))
+        for k in range(6)
+    ]  # 1 + 2 + ... + 6 = 21 turns
+    drawn = replay_sample(episodes, 7, seed=3)
+    ids = [e.task_id for e in drawn]
+    assert len(set(ids)) == len(ids)  # without replacement
+    held = [len(e.turns) for e in drawn]
+    assert sum(held) >= 7 and sum(held[:-1]) < 7  # stops at the first episode that reaches the count
+    assert [e.task_id for e in replay_sample(episodes, 7, seed=3)] == ids  # seeded
+    assert len(replay_sample(episodes, 100, seed=3)) == 6 and replay_sample(episodes, 0, seed=3) == []
