@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from envs.alfworld.engine import TASK_TYPES
+from envs.alfworld.engine import TASK_TYPES, default_translation_dir, warm_translation_cache
 from envs.alfworld.generator import generate as generate_games
 from envs.alfworld.generator import pack
 
@@ -42,3 +42,42 @@ def generate(
     console.print(json.dumps(report.as_dict(), indent=1, sort_keys=True))
     if archive is not None:
         console.print(f"packed {pack(out, archive)} games into {archive}")
+
+
+@app.command("warm-cache")
+def warm_cache(
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="A games tree (from `generate`); default: the shipped games."
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="Processes that translate."),
+) -> None:
+    """Translate every game of a tree into the on-disk translation cache, so no later process translates one.
+
+    Resets of a game never translated cost about 0.1 s more (fast-downward's PDDL-to-SAS). Run it once before many
+    rollout workers share a cache folder (RESRL_CACHE), or before timing a run.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from envs.alfworld.games import index_games, shipped_games_dir
+    from envs.base import EnvError
+
+    root = data_dir.resolve() if data_dir is not None else shipped_games_dir()
+    games = index_games(root)
+    if not games:
+        console.print(f"[red]error[/]: no ALFWorld games (traj_data.json + game.tw-pddl) under {root}")
+        raise typer.Exit(code=2)
+    try:
+        with Progress(
+            TextColumn("translating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        ) as progress:
+            bar = progress.add_task("games", total=len(games))
+            counts = warm_translation_cache(
+                [g.game_file for g in games], workers=workers, on_game=lambda _: progress.advance(bar)
+            )
+    except (OSError, ValueError, KeyError, EnvError) as err:
+        console.print(f"[red]error[/]: cannot warm the translation cache: {err!r}")
+        raise typer.Exit(code=1) from None
+    console.print(
+        f"{counts['games']} games: {counts['computed']} translated, {counts['cached']} already cached, "
+        f"in {default_translation_dir()}"
+    )

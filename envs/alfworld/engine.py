@@ -307,6 +307,64 @@ class TranslationDiskCache:
         return task, sas
 
 
+def _warm_one(game_file: str, directory: str) -> bool:
+    """Translate one game into the disk cache unless it is there already; True when it was computed here."""
+    import json
+
+    import fast_downward
+
+    game = json.loads(Path(game_file).read_text())
+    domain, problem = game["pddl_domain"], game["pddl_problem"]
+    cache = TranslationDiskCache(Path(directory))
+    kwargs = {"verbose": False}  # as textworld's PddlState asks for the plain task (memoized_translation's key)
+    key = cache.key(domain, problem, kwargs)
+    if cache.read(key) is not None:
+        return False
+    with quiet():
+        _, sas = fast_downward.pddl2sas(domain, problem, **kwargs)
+    cache.write(key, sas)
+    return True
+
+
+def warm_translation_cache(
+    game_files: list[Path],
+    *,
+    workers: int = 1,
+    disk_dir: Path | None = None,
+    on_game: Callable[[bool], None] | None = None,
+) -> dict[str, int]:
+    """Translate ``game_files`` into the on-disk cache ahead of play, in ``workers`` processes.
+
+    The entries are those :func:`memoized_translation` reads (one per game: the plain task), so afterwards every
+    process resets these games without translating: fill a shared cache folder once before starting many rollout
+    workers, or before a timed run. Games already cached are skipped (read and checksummed, not recomputed).
+    ``on_game(computed)`` is called once per game as it finishes, in completion order (a progress bar).
+    Returns ``{"games", "computed", "cached"}`` counts.
+    """
+    directory = str(disk_dir or default_translation_dir())
+    files = [str(f) for f in game_files]
+    counts = {"games": len(files), "computed": 0, "cached": 0}
+
+    def done(computed: bool) -> None:
+        counts["computed" if computed else "cached"] += 1
+        if on_game is not None:
+            on_game(computed)
+
+    if workers <= 1 or len(files) <= 1:
+        for file in files:
+            done(_warm_one(file, directory))
+        return counts
+    import concurrent.futures
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch or threads
+    with concurrent.futures.ProcessPoolExecutor(max_workers=min(workers, len(files)), mp_context=context) as pool:
+        futures = [pool.submit(_warm_one, file, directory) for file in files]
+        for future in concurrent.futures.as_completed(futures):
+            done(future.result())
+    return counts
+
+
 def _copy_context(context: dict[str, Any]) -> dict[str, Any]:
     """textworld's ``copy_context`` without its deep copies: the two maps a derivation extends are new dicts.
 

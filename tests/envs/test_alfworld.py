@@ -654,3 +654,39 @@ def test_concurrent_writers_of_one_translation_cache_entry(tmp_path: Path) -> No
     reader.join()
     assert seen and {value for value in seen if value is not None} == {text}
     assert cache.read("k") == text and [p.name for p in tmp_path.iterdir()] == ["k.sas.z"]
+
+
+def test_warm_cache_fills_the_entries_later_resets_read(
+    env: AlfworldEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`resrl-agent alfworld warm-cache` translates each game once (in worker processes), skips cached ones, and a
+    fresh env then resets those games from the disk cache alone, playing them as before."""
+    from typer.testing import CliRunner
+
+    from envs.alfworld.cli import app
+    from envs.alfworld.engine import DISK_CACHE_ENV, DISK_STATS, clear_memory_caches, warm_translation_cache
+
+    monkeypatch.setenv("RESRL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(DISK_CACHE_ENV, "1")
+    games = [next(g for g in env.games if g.task_type == t and g.split == "valid_seen") for t in TASK_TYPES.values()]
+    tree = tmp_path / "games"
+    for game in games[:3]:  # a tree of its own for the command: three of the six games
+        shutil.copytree(game.game_file.parent, tree / "valid_seen" / game.game_file.parent.name)
+    result = CliRunner().invoke(app, ["warm-cache", "--data-dir", str(tree), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    assert "3 games: 3 translated, 0 already cached" in result.output
+    seen: list[bool] = []
+    counts = warm_translation_cache([g.game_file for g in games], workers=1, on_game=seen.append)
+    assert counts == {"games": 6, "computed": 3, "cached": 3} and sorted(seen) == [False] * 3 + [True] * 3
+
+    task_ids = [g.task_id for g in games]
+    clear_memory_caches()
+    before = dict(DISK_STATS)
+    warm = disk_trace(AlfworldEnv(data_dir=str(env.games_root)), task_ids)
+    assert disk_stats_since(before) == {"hits": 6, "misses": 0, "corrupt": 0, "write_errors": 0}
+    monkeypatch.setenv(DISK_CACHE_ENV, "0")
+    clear_memory_caches()
+    assert warm == disk_trace(AlfworldEnv(data_dir=str(env.games_root)), task_ids)  # the same play as translating
+
+    result = CliRunner().invoke(app, ["warm-cache", "--data-dir", str(tmp_path / "empty")])
+    assert result.exit_code == 2 and "no ALFWorld games" in result.output
