@@ -293,31 +293,31 @@ def _turn(prompt: list[int], action: str | None, expert: str | None) -> Turn:
     )
 
 
+def _alfworld_episode(group_id: str, turns: list[Turn], mode: str = "window") -> Episode:
+    return Episode(
+        task_id=group_id,
+        group_id=group_id,
+        sample_idx=0,
+        env_id="resrl/ALFWorld-v0",
+        context_mode=mode,  # type: ignore[arg-type]
+        turns=turns,
+    )
+
+
 def test_dagger_relabel_answers_each_policy_turn_with_the_experts_action(tiny_tokenizer: Any) -> None:
     """Prompts stay as the policy saw them; responses become the expert's, token-exact; turns without an expert
     action are dropped, and episodes left with none; concat-mode episodes are refused."""
     formatter = ChatFormatter(tiny_tokenizer)
     parse = envs.action_parser("resrl/ALFWorld-v0")
-    played = Episode(
-        task_id="t",
-        group_id="g",
-        sample_idx=0,
-        env_id="resrl/ALFWorld-v0",
-        context_mode="window",
-        turns=[
+    played = _alfworld_episode(
+        "g",
+        [
             _turn([1, 2, 3], "go to shelf 1", "go to desk 1"),  # a wrong move
             _turn([4, 5], None, "go to desk 1"),  # unparsable: the env was not stepped, the state is the same
             _turn([6], "look", None),  # no expert action here: dropped
         ],
     )
-    empty = Episode(
-        task_id="u",
-        group_id="h",
-        sample_idx=0,
-        env_id="resrl/ALFWorld-v0",
-        context_mode="window",
-        turns=[_turn([9], "look", None)],
-    )
+    empty = _alfworld_episode("h", [_turn([9], "look", None)])
     (out,) = dagger_relabel([played, empty], formatter, parse)
     expected = [*formatter.encode("<action>go to desk 1</action>"), formatter.eos_token_id]
     assert [t.prompt_ids for t in out.turns] == [[1, 2, 3], [4, 5]]
@@ -330,9 +330,7 @@ def test_dagger_relabel_answers_each_policy_turn_with_the_experts_action(tiny_to
     assert out.total_return == 0.0 and out.group_id == "g"
     batch = collate([out], "window", pad_id=0)  # SFT trains on exactly the expert's response tokens
     assert batch.num_rows == 2 and int(batch.loss_mask.sum()) == 2 * len(expected)
-    concat = Episode(
-        task_id="t", group_id="g", sample_idx=0, env_id="resrl/ALFWorld-v0", context_mode="concat", turns=played.turns
-    )
+    concat = _alfworld_episode("g", played.turns, mode="concat")
     with pytest.raises(TrainerError, match="window-mode turns"):
         dagger_relabel([concat], formatter, parse)
 
