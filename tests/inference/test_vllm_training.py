@@ -58,10 +58,20 @@ def _rl(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _engine_processes() -> set[int]:
-    """Child processes of this one, without multiprocessing's resource tracker (it lives as long as we do)."""
+    """Running child processes of this one, without multiprocessing's resource tracker (it lives as long as we do).
+
+    A child that ended and is not yet reaped (a zombie: an earlier test's engine) or that ends while we look is
+    not running, so it is left out (psutil raises on its command line)."""
     import psutil  # a vLLM dependency
 
-    return {p.pid for p in psutil.Process().children(recursive=True) if "resource_tracker" not in " ".join(p.cmdline())}
+    pids = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                pids.add(child.pid)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return pids
 
 
 def _alive(pids: set[int]) -> set[int]:
