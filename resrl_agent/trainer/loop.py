@@ -162,7 +162,16 @@ class Trainer:
             settings,
             env_kwargs=dict(self.config.env.kwargs),
             policy_version=iteration,
+            progress=self._episode_progress(len(tasks), evaluation),
         )
+
+    def _episode_progress(self, total: int, evaluation: bool) -> Callable[[int], None] | None:
+        """``progress(n)`` for a rollout: tells the display (phase "episodes", not logged) n of ``total`` are done."""
+        if self.progress is None:
+            return None
+        report = self.progress
+        kind = 1.0 if evaluation else 0.0
+        return lambda done: report("episodes", {"done": float(done), "total": float(total), "evaluation": kind})
 
     def update(self, episodes: list[Episode]) -> dict[str, float]:
         """One RL update on the learner (the Ray driver sends this to its learner actor)."""

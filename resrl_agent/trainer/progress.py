@@ -50,9 +50,16 @@ def progress_display(
     ) as progress:
         rl_bar = progress.add_task("rl", total=t.iterations, info="", visible=rl)
         sft = progress.add_task("sft", total=sft_steps or None, info="", visible=t.sft_epochs > 0)
+        play = progress.add_task("play", total=None, info="", visible=False)  # the episodes of the current rollout
 
         def on_metrics(phase: str, metrics: dict[str, float]) -> None:
-            if phase == "rl":
+            if phase == "episodes":  # a rollout's progress (the local driver's; not a metrics record)
+                what = "eval" if metrics["evaluation"] else "play"
+                done, total = int(metrics["done"]), int(metrics["total"])
+                if done <= 1:  # a new rollout: restart the bar's clock
+                    progress.reset(play, total=total, visible=True, description=what, info="episodes")
+                progress.update(play, completed=done)
+            elif phase == "rl":
                 progress.update(rl_bar, completed=int(metrics["step"]) + 1, info=_line(metrics))
             elif phase == "sft":
                 if "sft/total_steps" in metrics:  # known once the expert episodes are collected

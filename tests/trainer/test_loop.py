@@ -147,3 +147,31 @@ def test_dagger_needs_window_mode() -> None:
 
     with pytest.raises((ConfigError, ValidationError), match="rollout.context_mode: window"):
         load_config("configs/echo_tiny.yaml", ["trainer.dagger_rounds=1"])
+
+
+def test_rollouts_report_their_episodes_to_the_display_not_the_metrics(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """Each finished episode of a rollout reaches the progress callback (phase "episodes"); the display draws it as
+    a bar; metrics.jsonl holds no such record."""
+    import io
+
+    from rich.console import Console
+
+    from resrl_agent.trainer.progress import progress_display
+
+    config = load_config(
+        "configs/echo_tiny.yaml",
+        [f"run_dir={tmp_path}", "eval.num_tasks=3", "eval.samples_per_task=2", "trainer.compare_eval=false"],
+    )
+    seen: list[tuple[str, dict[str, float]]] = []
+    trainer = Trainer(config, progress=lambda phase, metrics: seen.append((phase, dict(metrics))))
+    result = trainer.evaluate("check")
+    trainer.close()
+    reports = [m for phase, m in seen if phase == "episodes"]
+    assert [m["done"] for m in reports] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0] and result.total == 6
+    assert all(m["total"] == 6.0 and m["evaluation"] == 1.0 for m in reports)
+    assert {r["phase"] for r in read_metrics(tmp_path)} == {"eval/check"}
+    out = io.StringIO()
+    with progress_display(config, Console(file=out, width=100, force_terminal=False)) as on_metrics:
+        for phase, metrics in seen:
+            on_metrics(phase, metrics)
+    assert "eval" in out.getvalue() and "6/6" in out.getvalue()
