@@ -132,12 +132,12 @@ def bench_alfworld_batch(games: list[GameRecord], batch_size: int, steps: int, s
 
 
 def reset_times(
-    data_dir: str, warmup: str, task_ids: list[str], cache_root: str, disk: bool
+    data_dir: str, warmup: str, task_ids: list[str], cache_root: str, disk: bool, optimized_replan: bool = False
 ) -> tuple[list[float], dict]:
     """In a fresh process: one untimed reset (imports, grammar parse), then the time of each reset of ``task_ids``."""
     os.environ["RESRL_CACHE"] = cache_root
     os.environ[DISK_CACHE_ENV] = "1" if disk else "0"
-    env = AlfworldEnv(data_dir=data_dir)
+    env = AlfworldEnv(data_dir=data_dir, optimized_replan=optimized_replan)
     env.reset(options={"task_id": warmup})
     times = []
     for task_id in task_ids:
@@ -149,26 +149,33 @@ def reset_times(
 
 
 def bench_resets(train: list[GameRecord], n: int, rounds: int) -> None:
-    """Resets of games a process has not loaded: no disk cache, disk cache cold (empty), disk cache warm."""
+    """Resets of games a process has not loaded: textworld's two translations and our one (no disk cache), disk cache
+    cold (empty), disk cache warm."""
     data_dir = str(train[0].game_file.parents[2])
     spawn = multiprocessing.get_context("spawn")
-    times: dict[str, list[float]] = {"no disk cache": [], "disk cache cold": [], "disk cache warm": []}
+    setups = (  # name, disk cache, both translations (textworld's own: the optimized replanning task too)
+        ("no disk cache, 2 translations", False, True),
+        ("no disk cache", False, False),
+        ("disk cache cold", True, False),
+        ("disk cache warm", True, False),
+    )
+    times: dict[str, list[float]] = {name: [] for name, _, _ in setups}
     sizes = []
     for round_ in range(rounds):
         # Each round takes n games of its own from a stride over the train set (all task types), in a new cache root.
         games = train[1 + round_ :: max(1, (len(train) - 1) // (n * rounds))][:n]
         ids = [g.task_id for g in games]
         with tempfile.TemporaryDirectory(prefix="bench-alfworld-resets-") as tmp:
-            for name, disk in (("no disk cache", False), ("disk cache cold", True), ("disk cache warm", True)):
+            for name, disk, both in setups:
                 with spawn.Pool(1) as pool:
-                    taken, stats = pool.apply(reset_times, (data_dir, train[0].task_id, ids, tmp, disk))
+                    taken, stats = pool.apply(reset_times, (data_dir, train[0].task_id, ids, tmp, disk, both))
                 times[name].extend(taken)
                 print(f"  round {round_}, {name}: {statistics.median(taken) * 1000:.0f} ms median; disk {stats}")
             files = list(Path(tmp).rglob("*.sas.z"))
             sizes.append(sum(f.stat().st_size for f in files) / (n + 1))  # n games and the warm-up game
     for name, values in times.items():
         print(
-            f"{name:16s} reset: median {statistics.median(values) * 1000:6.1f} ms, mean "
+            f"{name:30s} reset: median {statistics.median(values) * 1000:6.1f} ms, mean "
             f"{statistics.mean(values) * 1000:6.1f} ms over {len(values)} resets of distinct games"
         )
     print(

@@ -45,6 +45,11 @@ class AlfworldConfig(BaseModel):
     max_steps: int = Field(50, ge=1, description="Steps before the episode is truncated (alfworld's eval uses 50).")
     won_reward: float = Field(10.0, description="Reward on the winning step (verl-agent uses 10).")
     cache_translations: bool = Field(True, description="Memoize the engine's PDDL translation and grammar parse.")
+    optimized_replan: bool = Field(
+        False,
+        description="With cache_translations: also translate the optimized task textworld's planner searches (never "
+        "asked for here; by default the plain translation stands in for it, one translation per state instead of two)",
+    )
 
 
 class AlfworldEnv(TextEnv):
@@ -188,7 +193,11 @@ class AlfworldEnv(TextEnv):
 
     @contextlib.contextmanager
     def _engine_call(self) -> Iterator[None]:
-        translation = memoized_translation() if self.config.cache_translations else contextlib.nullcontext()
+        translation = (
+            memoized_translation(optimized_replan=self.config.optimized_replan)
+            if self.config.cache_translations
+            else contextlib.nullcontext()
+        )
         try:
             with self._expert_random.active(), quiet(), translation:
                 yield

@@ -249,6 +249,17 @@ def test_one_translation_per_state_and_its_replanning_task_still_plans(
                 game_state, _, done = engine.step(command)
             assert done and game_state["won"], (optimized, plan)
         engine.close()
+    # the env's option reaches the context: a game reset with it translates both tasks
+    from envs.alfworld.engine import DISK_CACHE_ENV
+
+    monkeypatch.setenv(DISK_CACHE_ENV, "0")  # every reset translates (nothing read from an earlier one's entries)
+    for optimized, expected in ((True, [False, True]), (False, [False])):
+        clear_memory_caches()
+        calls.clear()
+        played = AlfworldEnv(data_dir=str(env.games_root), optimized_replan=optimized)
+        played.reset(options={"task_id": record.task_id})
+        played.close()
+        assert sorted(calls) == expected
 
 
 def test_empty_games_dir_is_refused(cache: Path, tmp_path: Path) -> None:
