@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import envs
 from resrl_agent.config import RunConfig
 from resrl_agent.errors import ConfigError
+from resrl_agent.eval.metrics import wilson_interval
 from resrl_agent.inference.base import InferenceEngine, SamplingParams
 from resrl_agent.inference.hf import HFEngine, load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
@@ -243,17 +243,6 @@ def eval_job(
     report = build_report(episodes)
     paths = {"episodes": target / "eval_episodes.jsonl", **write_report(report, target, plot=plot)}
     return EvalResult(episodes, report, paths)
-
-
-def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a success rate."""
-    if total == 0:
-        return (0.0, 1.0)
-    p = successes / total
-    denom = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denom
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""Avg@k, unbiased Pass@k, per-group diversity (distinct-n, mean pairwise edit similarity), and Fisher's exact test
-of one success rate over another.
+"""Avg@k, unbiased Pass@k, per-group diversity (distinct-n, mean pairwise edit similarity), the Wilson interval of a
+success rate and Fisher's exact test of one success rate over another.
 
 Plain Python and numpy: evaluation runs on the driver and in notebooks, without torch.
 A "sample" for the diversity metrics is a sequence of tokens (token ids or any hashables); a `str`
@@ -27,6 +27,7 @@ __all__ = [
     "mean_pass_at_k",
     "pairwise_edit_similarity_per_group",
     "pass_at_k",
+    "wilson_interval",
 ]
 
 
@@ -74,6 +75,17 @@ def fisher_greater(won_a: int, total_a: int, won_b: int, total_b: int) -> float:
     wins, n = won_a + won_b, total_a + total_b
     tail = sum(math.comb(wins, x) * math.comb(n - wins, total_b - x) for x in range(won_b, min(wins, total_b) + 1))
     return tail / math.comb(n, total_b)
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % (z = 1.96) Wilson score interval of a success rate; (0, 1) when there is nothing to count."""
+    if total == 0:
+        return (0.0, 1.0)
+    p = successes / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _tokens(sample: Sample) -> list[Hashable]:

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from resrl_agent.eval.metrics import distinct_n, mean_pairwise_edit_similarity, pass_at_k
+from resrl_agent.eval.metrics import distinct_n, mean_pairwise_edit_similarity, pass_at_k, wilson_interval
 from resrl_agent.types import Episode
 
 __all__ = ["CATEGORY_KEYS", "EvalReport", "build_report", "report_rows", "write_report"]
@@ -69,16 +69,6 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list):
         return [_finite(v) for v in value]
     return value
-
-
-def _wilson(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    if total == 0:
-        return (0.0, 1.0)
-    p = successes / total
-    denom = 1 + z * z / total
-    centre = (p + z * z / (2 * total)) / denom
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def _last_info(episode: Episode, key: str) -> Any:
@@ -176,7 +166,7 @@ def build_report(
         avg_at_n=wins / len(episodes),
         mean_score=math.fsum(e.total_return for e in episodes) / len(episodes),
         pass_at_k=_pass_curve(groups, n),
-        success_ci95=_wilson(wins, len(episodes)),
+        success_ci95=wilson_interval(wins, len(episodes)),
         distinct_2=math.fsum(distinct) / len(distinct),
         edit_similarity=math.fsum(similarity) / len(similarity) if similarity else float("nan"),
         mean_turns=len(turns) / len(episodes),

@@ -24,9 +24,10 @@ from typing import Any
 import envs
 from resrl_agent.config import RunConfig, dump_config
 from resrl_agent.errors import TrainerError
+from resrl_agent.eval.metrics import wilson_interval
 from resrl_agent.inference.hf import load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
-from resrl_agent.jobs import rollout_settings, summarize, wilson_interval
+from resrl_agent.jobs import rollout_settings, summarize
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import TaskSpec, run_episodes
 from resrl_agent.seeding import derive_seed, seed_everything

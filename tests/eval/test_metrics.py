@@ -22,6 +22,7 @@ from resrl_agent.eval.metrics import (
     mean_pass_at_k,
     pairwise_edit_similarity_per_group,
     pass_at_k,
+    wilson_interval,
 )
 
 SETTINGS = settings(max_examples=50, deadline=None)
@@ -153,3 +154,18 @@ def test_fisher_greater_validation() -> None:
         fisher_greater(3, 2, 0, 2)
     with pytest.raises(ValueError, match="total >= 1"):
         fisher_greater(0, 0, 0, 2)
+
+
+def test_wilson_interval_by_hand() -> None:
+    z = 1.96
+    # 0 of n: the interval is [0, z^2 / (n + z^2)]
+    assert wilson_interval(0, 30) == (0.0, pytest.approx(z * z / (30 + z * z)))
+    assert wilson_interval(0, 160)[1] == pytest.approx(0.02345, abs=1e-5)
+    low, high = wilson_interval(8, 160)  # centre (p + z^2/2n) / (1 + z^2/n), half-width as in Wilson (1927)
+    p, n = 8 / 160, 160
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert (low, high) == (pytest.approx(centre - half), pytest.approx(centre + half))
+    assert (round(low, 3), round(high, 3)) == (0.026, 0.096)
+    assert wilson_interval(30, 30) == (pytest.approx(1 - z * z / (30 + z * z)), 1.0)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
