@@ -296,15 +296,23 @@ class TranslationDiskCache:
 
     def translate(self, translate: Callable[..., Any], domain: str, problem: str, **kwargs: Any) -> Any:
         """``translate(domain, problem, **kwargs)`` (fast_downward.pddl2sas) through this cache."""
+        task, sas, _ = self.fill(translate, domain, problem, **kwargs)
+        return (task if task is not None else _parse_task(domain, problem)), sas
+
+    def fill(
+        self, translate: Callable[..., Any], domain: str, problem: str, **kwargs: Any
+    ) -> tuple[Any | None, str, bool]:
+        """The SAS text from this cache, or from ``translate`` (then written here): ``(task, sas, translated)``,
+        where ``task`` is the translator's parsed task when it ran and None on a hit (not parsed again)."""
         key = self.key(domain, problem, kwargs)
         sas = self.read(key)
         if sas is not None:
             DISK_STATS["hits"] += 1
-            return _parse_task(domain, problem), sas
+            return None, sas, False
         DISK_STATS["misses"] += 1
         task, sas = translate(domain, problem, **kwargs)
         self.write(key, sas)
-        return task, sas
+        return task, sas, True
 
 
 def _warm_one(game_file: str, directory: str) -> bool:
@@ -314,16 +322,11 @@ def _warm_one(game_file: str, directory: str) -> bool:
     import fast_downward
 
     game = json.loads(Path(game_file).read_text())
-    domain, problem = game["pddl_domain"], game["pddl_problem"]
-    cache = TranslationDiskCache(Path(directory))
-    kwargs = {"verbose": False}  # as textworld's PddlState asks for the plain task (memoized_translation's key)
-    key = cache.key(domain, problem, kwargs)
-    if cache.read(key) is not None:
-        return False
-    with quiet():
-        _, sas = fast_downward.pddl2sas(domain, problem, **kwargs)
-    cache.write(key, sas)
-    return True
+    with quiet():  # the plain task, asked for as textworld's PddlState asks (memoized_translation's key)
+        _, _, translated = TranslationDiskCache(Path(directory)).fill(
+            fast_downward.pddl2sas, game["pddl_domain"], game["pddl_problem"], verbose=False
+        )
+    return translated
 
 
 def warm_translation_cache(

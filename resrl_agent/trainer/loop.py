@@ -275,16 +275,7 @@ class Trainer:
         logger.info("sft: %d expert episodes (%.1f s), %d optimizer steps to run", len(episodes), collect_s, total)
         collected = {"sft/expert_episodes": float(len(episodes)), "time/sft_collect_s": collect_s}
         self._emit("sft", 0, {**collected, "sft/total_steps": float(total)})
-        streamed: list[int] = []
-
-        def on_step(step: int, metrics: dict[str, float]) -> None:
-            streamed.append(step)
-            self._emit("sft", step, metrics)
-
-        history = self.sft_update(episodes, on_step=on_step)
-        for step, metrics in enumerate(history[len(streamed) :], start=len(streamed) + 1):
-            self._emit("sft", step, metrics)  # steps run where they could not be streamed (Ray learner actors)
-        self.push_weights()
+        history = self._sft_reported(episodes, first_step=1)
         for round_ in range(t.dagger_rounds):
             history += self.run_dagger_round(round_, episodes, first_step=len(history) + 1)
         self.state.sft_done = True
@@ -307,6 +298,7 @@ class Trainer:
         relabelled = sum(len(e.turns) for e in rows)
         seed = derive_seed(self.config.seed, "dagger", round_)
         replay = replay_sample(expert, int(t.dagger_replay * relabelled), seed)
+        replayed = sum(len(e.turns) for e in replay)
         write_episodes(self.run_dir / f"dagger_{round_}.jsonl", played)
         summary = rollout_metrics(played)
         steps = sft_step_count(
@@ -319,7 +311,7 @@ class Trainer:
                 "dagger/success": summary["rollout/success"],
                 "dagger/invalid_action_rate": summary["rollout/invalid_action_rate"],
                 "dagger/relabelled_turns": float(relabelled),
-                "dagger/replay_turns": float(sum(len(e.turns) for e in replay)),
+                "dagger/replay_turns": float(replayed),
                 "sft/total_steps": float(first_step - 1 + steps),  # the SFT steps so far and this round's
                 "time/dagger_rollout_s": time.perf_counter() - start,
             },
@@ -330,17 +322,37 @@ class Trainer:
             sum(e.won for e in played),
             len(played),
             relabelled,
-            sum(len(e.turns) for e in replay),
+            replayed,
         )
+        return self._sft_reported(
+            [*rows, *replay],
+            first_step=first_step,
+            tags={"dagger/round": float(round_)},
+            epochs=t.dagger_epochs,
+            lr=t.dagger_lr,
+        )
+
+    def _sft_reported(
+        self,
+        episodes: list[Episode],
+        *,
+        first_step: int,
+        tags: dict[str, float] | None = None,
+        epochs: int | None = None,
+        lr: float | None = None,
+    ) -> list[dict[str, float]]:
+        """:meth:`sft_update`, each step logged as "sft" step ``first_step``, ``first_step + 1``... (with ``tags``)
+        as it runs, or when it returns where it could not be streamed (Ray learner actors); then push the weights."""
+        extra = tags or {}
         streamed: list[int] = []
 
         def on_step(step: int, metrics: dict[str, float]) -> None:
             streamed.append(step)
-            self._emit("sft", first_step - 1 + step, {**metrics, "dagger/round": float(round_)})
+            self._emit("sft", first_step - 1 + step, {**metrics, **extra})
 
-        history = self.sft_update([*rows, *replay], on_step=on_step, epochs=t.dagger_epochs, lr=t.dagger_lr)
+        history = self.sft_update(episodes, on_step=on_step, epochs=epochs, lr=lr)
         for step, metrics in enumerate(history[len(streamed) :], start=len(streamed) + 1):
-            self._emit("sft", first_step - 1 + step, {**metrics, "dagger/round": float(round_)})
+            self._emit("sft", first_step - 1 + step, {**metrics, **extra})
         self.push_weights()
         return history
 

@@ -53,6 +53,8 @@ def progress_display(
         play = progress.add_task("play", total=None, info="", visible=False)  # the episodes of the current rollout
 
         def on_metrics(phase: str, metrics: dict[str, float]) -> None:
+            if "sft/total_steps" in metrics:  # known once the expert episodes are collected; a DAgger round adds some
+                progress.update(sft, total=int(metrics["sft/total_steps"]))
             if phase == "episodes":  # a rollout's progress (the local driver's; not a metrics record)
                 what = "eval" if metrics["evaluation"] else "play"
                 done, total = int(metrics["done"]), int(metrics["total"])
@@ -62,12 +64,8 @@ def progress_display(
             elif phase == "rl":
                 progress.update(rl_bar, completed=int(metrics["step"]) + 1, info=_line(metrics))
             elif phase == "sft":
-                if "sft/total_steps" in metrics:  # known once the expert episodes are collected
-                    progress.update(sft, total=int(metrics["sft/total_steps"]))
                 progress.update(sft, completed=int(metrics["step"]), info=_line(metrics))
             else:
-                if "sft/total_steps" in metrics:  # a DAgger round adds SFT steps
-                    progress.update(sft, total=int(metrics["sft/total_steps"]))
                 progress.console.log(f"{phase}: {_line(metrics)}")
 
         yield on_metrics

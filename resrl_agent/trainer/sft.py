@@ -81,6 +81,12 @@ def expert_response_text(action: str, parse: Callable[[str], Parsed]) -> str:
     raise TrainerError(f"no model text form parses back to the expert action {action!r}; tried {_candidates(action)!r}")
 
 
+def _expert_response(action: str, formatter: ChatFormatter, parse: Callable[[str], Parsed]) -> tuple[str, list[int]]:
+    """The expert's response text for ``action`` (:func:`expert_response_text`) and its token ids, closed with eos."""
+    text = expert_response_text(action, parse)
+    return text, [*formatter.encode(text), formatter.eos_token_id]
+
+
 def expert_episodes(
     env_id: str,
     tasks: Sequence[TaskSpec],
@@ -208,8 +214,7 @@ def _expert_episode(
         if not expert:
             stop = "env_error"
             break
-        text = expert_response_text(str(expert), parse)
-        response = [*formatter.encode(text), formatter.eos_token_id]
+        text, response = _expert_response(str(expert), formatter, parse)
         if settings.context_mode == "window":
             window = history[-settings.window_turns :] if settings.window_turns else []
             pending = formatter.prompt_ids(
@@ -302,8 +307,7 @@ def dagger_relabel(
         for turn in episode.turns:
             if not turn.expert_action:
                 continue
-            text = expert_response_text(turn.expert_action, parse)
-            response = [*formatter.encode(text), formatter.eos_token_id]
+            text, response = _expert_response(turn.expert_action, formatter, parse)
             turns.append(
                 dataclasses.replace(
                     turn,
