@@ -295,6 +295,12 @@ class Trainer:
         tasks = train_tasks(self.config, iteration, t.dagger_tasks, 1)
         played = self.rollout(tasks, iteration=iteration, evaluation=t.dagger_sampling == "eval")
         rows = dagger_relabel(played, self.formatter, envs.action_parser(self.config.env.id))
+        if not rows:
+            raise TrainerError(
+                f"DAgger round {round_}: none of the policy's {sum(len(e.turns) for e in played)} turns on "
+                f"{self.config.env.id} carries an expert action (info['expert_action']), so there is nothing to "
+                "relabel; use an env with an expert, or set trainer.dagger_rounds: 0"
+            )
         relabelled = sum(len(e.turns) for e in rows)
         seed = derive_seed(self.config.seed, "dagger", round_)
         replay = replay_sample(expert, int(t.dagger_replay * relabelled), seed)

@@ -139,6 +139,29 @@ def test_dagger_round_relabels_the_policys_turns_and_continues_the_sft_steps(
     trainer.close()
 
 
+def test_dagger_round_without_expert_actions_says_so(tmp_path: Path, tiny_model_dir: Path) -> None:
+    import dataclasses
+
+    import pytest
+
+    from resrl_agent.errors import TrainerError
+
+    overrides = [f"run_dir={tmp_path}", "rollout.context_mode=window", "trainer.dagger_tasks=2"]
+    trainer = Trainer(load_config("configs/echo_tiny.yaml", overrides))
+    original = trainer.rollout
+
+    def no_expert(*args: Any, **kwargs: Any) -> Any:  # an env without an expert: no turn records one
+        played = original(*args, **kwargs)
+        return [
+            dataclasses.replace(e, turns=[dataclasses.replace(t, expert_action=None) for t in e.turns]) for e in played
+        ]
+
+    trainer.rollout = no_expert  # type: ignore[method-assign]
+    with pytest.raises(TrainerError, match=r"DAgger round 0: none of the policy's \d+ turns .* trainer.dagger_rounds"):
+        trainer.run_dagger_round(0, [], first_step=1)
+    trainer.close()
+
+
 def test_dagger_needs_window_mode() -> None:
     import pytest
     from pydantic import ValidationError
