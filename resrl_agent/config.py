@@ -147,7 +147,15 @@ class GigpoConfig(_Section):
     omega: float = Field(1.0, ge=0.0, description="weight of the step-group advantage")
     norm: Literal["mean_std", "mean"] = "mean_std"
     episode_stats: Literal["steps", "trajectories"] = "steps"
-    invalid_penalty: float = Field(0.1, ge=0.0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _penalty_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "invalid_penalty" in data:
+            raise ValueError(
+                "algo.gigpo.invalid_penalty moved to algo.invalid_penalty (it applies to every estimator now)"
+            )
+        return data
 
 
 class ResrlConfig(_Section):
@@ -187,6 +195,12 @@ class AlgoConfig(_Section):
     resrl: ResrlConfig = Field(default_factory=ResrlConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     overlong_buffer: int = Field(0, ge=0, description="dapo: soft overlong penalty over the last N tokens; 0 = off")
+    invalid_penalty: float = Field(
+        0.1,
+        ge=0.0,
+        description="taken off the score of every turn whose output did not parse, before any estimator (GRPO, NSR, "
+        "PSR, W-REINFORCE, DAPO, GiGPO), as verl-agent does",
+    )
 
     @model_validator(mode="before")
     @classmethod

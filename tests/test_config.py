@@ -99,3 +99,11 @@ def test_dapo_defaults_to_clip_higher() -> None:
     assert load_config(None, ["algo.advantage=dapo"]).algo.loss.clip_high == 0.28
     assert load_config(None, ["algo.advantage=dapo", "algo.loss.clip_high=0.3"]).algo.loss.clip_high == 0.3
     assert load_config(None, ["algo.advantage=grpo"]).algo.loss.clip_high == 0.2
+
+
+def test_invalid_penalty_is_one_setting_for_every_estimator(tmp_path: Path) -> None:
+    assert load_config(None, ["algo.advantage=grpo", "algo.invalid_penalty=0.25"]).algo.invalid_penalty == 0.25
+    old = tmp_path / "old.yaml"
+    old.write_text("algo:\n  gigpo: {gamma: 0.9, invalid_penalty: 0.2}\n")
+    with pytest.raises(ConfigError, match="moved to algo.invalid_penalty"):
+        load_config(old)

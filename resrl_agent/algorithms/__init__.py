@@ -12,6 +12,7 @@ from resrl_agent.algorithms.advantages import (
     group_normalize,
     grpo,
     nsr,
+    outcome_turn_advantages,
     psr,
     w_reinforce,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "grpo",
     "kl_penalty",
     "nsr",
+    "outcome_turn_advantages",
     "ppo_loss",
     "psr",
     "reweight_advantages",

@@ -25,6 +25,7 @@ __all__ = [
     "group_normalize",
     "grpo",
     "nsr",
+    "outcome_turn_advantages",
     "psr",
     "w_reinforce",
 ]
@@ -188,3 +189,74 @@ def dapo_overlong_penalty(lengths: torch.Tensor | Sequence[int], *, max_len: int
     ramp = (safe - n) / buffer
     out = torch.where(n <= safe, torch.zeros_like(n), ramp)
     return torch.where(n > max_len, torch.full_like(n, -1.0), out)
+
+
+def outcome_turn_advantages(
+    scores: torch.Tensor,
+    group_ids: Sequence[Hashable],
+    turn_episode: torch.Tensor,
+    turn_invalid: torch.Tensor,
+    *,
+    estimator: Literal["grpo", "nsr", "psr", "w_reinforce", "dapo"],
+    invalid_penalty: float = 0.1,
+    keep: torch.Tensor | None = None,
+    std_norm: bool = True,
+    eps: float = 1e-6,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-turn advantages of an outcome estimator on multi-turn episodes, with the invalid-action penalty.
+
+    Every turn starts from its episode's score; a turn whose output did not parse (``turn_invalid``) has
+    ``invalid_penalty`` taken off, so within one episode it is always below the episode's valid turns (verl-agent
+    applies the same penalty to the step rows' scores before any estimator; DESIGN.md Contract 4).
+
+    - GRPO / DAPO normalise the turn scores within the episode group over its turn rows (verl-agent's statistics,
+      GiGPO's ``episode_stats="steps"``): the advantages of a group then sum to 0 over its turns, so tokens that
+      every turn shares (the reply format) get no net push from episodes that differ only in length. With the
+      statistics over one value per episode instead, a group whose failures run 4x longer than its wins pushes
+      those shared tokens down in total, and an invalid turn in a group that is all wrong (std 0) has no finite
+      normalised score.
+    - NSR (A = s - 1 on wrong episodes), PSR (A = s on right ones) and W-REINFORCE (score 1 -> pos, 0 -> neg) map
+      the episode score, then take the penalty off the turn's advantage: applied before W-REINFORCE's mapping it
+      would turn an invalid turn of a won episode (score 0.9) into an advantage above its valid turns' 0.1.
+
+    Args:
+        scores: [E] episode scores (returns), shaped already if the estimator shapes them (DAPO's overlong term).
+        group_ids: E hashables, the episode group of each episode.
+        turn_episode: [M] long, the episode of each turn.
+        turn_invalid: [M] bool, True where the turn's output did not parse.
+        estimator: the outcome estimator.
+        keep: [E] bool for DAPO (its dynamic-sampling mask, computed on the unshaped scores); others ignore it.
+
+    Returns:
+        (advantages [M] float32, keep [M] bool); dropped turns (NSR's right and PSR's wrong episodes, DAPO's
+        all-equal groups) have advantage 0.
+    """
+    scores = _check_rewards(scores, group_ids).to(torch.float64)
+    if turn_episode.dim() != 1 or turn_invalid.shape != turn_episode.shape:
+        raise ValueError("turn_episode and turn_invalid must be 1-D tensors of one entry per turn")
+    penalty = turn_invalid.to(torch.float64) * float(invalid_penalty)
+    turn_score = scores[turn_episode]
+    keep_episode = torch.ones_like(scores, dtype=torch.bool)
+    match estimator:
+        case "grpo" | "dapo":
+            idx, num_groups = group_index(group_ids, device=scores.device)
+            values = group_normalize(
+                turn_score - penalty, idx[turn_episode], num_groups, norm="mean_std" if std_norm else "mean", eps=eps
+            )
+            if estimator == "dapo":
+                if keep is None:
+                    raise ValueError("dapo needs its keep mask (dapo_keep_mask on the unshaped scores)")
+                keep_episode = keep
+        case "nsr":
+            adv, keep_episode = nsr(scores)
+            values = adv.to(torch.float64)[turn_episode] - penalty
+        case "psr":
+            adv, keep_episode = psr(scores)
+            values = adv.to(torch.float64)[turn_episode] - penalty
+        case "w_reinforce":
+            values = w_reinforce(scores)[turn_episode] - penalty
+        case other:
+            raise ValueError(f"estimator={other!r} is not one of 'grpo', 'nsr', 'psr', 'w_reinforce', 'dapo'.")
+    keep_turn = keep_episode[turn_episode]
+    values = torch.where(keep_turn, values, torch.zeros_like(values))
+    return values.to(torch.float32), keep_turn

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from resrl_agent.algorithms.advantages import dapo_keep_mask, dapo_overlong_penalty, grpo, nsr, psr, w_reinforce
+from resrl_agent.algorithms.advantages import dapo_keep_mask, dapo_overlong_penalty, outcome_turn_advantages
 from resrl_agent.algorithms.gigpo import gigpo_advantages
 from resrl_agent.algorithms.resrl import DEFAULT_SEED, reweight_advantages, token_weights_with_alignment
 from resrl_agent.config import AlgoConfig, RunConfig
@@ -61,62 +61,65 @@ def compute_turn_advantages(
 ) -> tuple[TurnAdvantages, dict[str, float]]:
     """Advantages of every turn with the configured estimator, over the batch's exact groups.
 
-    Outcome estimators (GRPO, NSR, PSR, W-REINFORCE, DAPO) score an episode by its return and give that
-    advantage to each of its turns; GiGPO gives each turn its own A_E + omega A_S.
+    Outcome estimators (GRPO, NSR, PSR, W-REINFORCE, DAPO) score an episode by its return and give each of its turns
+    that score's advantage (:func:`~resrl_agent.algorithms.advantages.outcome_turn_advantages`); GiGPO gives each
+    turn its own A_E + omega A_S. Every estimator takes ``algo.invalid_penalty`` off the turns whose output did not
+    parse.
     """
     group_ids = [e.group_id for e in episodes]
     returns = batch.episode_return.clone()  # [E]
-    keep_episode = torch.ones(len(episodes), dtype=torch.bool)
-    metrics: dict[str, float] = {}
-    match algo.advantage:
-        case "gigpo":
-            g = algo.gigpo
-            per_turn = gigpo_advantages(
-                [[t.reward for t in e.turns] for e in episodes],
-                group_ids,
-                [[t.anchor for t in e.turns] for e in episodes],
-                invalid=[[not t.format_valid for t in e.turns] for e in episodes],
-                gamma=g.gamma,
-                omega=g.omega,
-                norm=g.norm,
-                episode_stats=g.episode_stats,
-                invalid_penalty=g.invalid_penalty,
+    turn_episode = batch.turn_episode.tolist()
+    turn_number = batch.turn_number.tolist()
+    invalid = [[not t.format_valid for t in e.turns] for e in episodes]
+    turn_invalid = torch.tensor(
+        [invalid[e][k] for e, k in zip(turn_episode, turn_number, strict=True)], dtype=torch.bool
+    )
+    metrics: dict[str, float] = {
+        "adv/invalid_turn_frac": float(turn_invalid.float().mean()) if len(turn_episode) else 0.0
+    }
+    if algo.advantage == "gigpo":
+        g = algo.gigpo
+        per_turn = gigpo_advantages(
+            [[t.reward for t in e.turns] for e in episodes],
+            group_ids,
+            [[t.anchor for t in e.turns] for e in episodes],
+            invalid=invalid,
+            gamma=g.gamma,
+            omega=g.omega,
+            norm=g.norm,
+            episode_stats=g.episode_stats,
+            invalid_penalty=algo.invalid_penalty,
+        )
+        flat = torch.tensor(
+            [per_turn[e][k] for e, k in zip(turn_episode, turn_number, strict=True)], dtype=torch.float32
+        )
+        sizes = torch.bincount(batch.turn_anchor_idx)
+        metrics["gigpo/anchor_group_size_mean"] = float(sizes[sizes > 0].float().mean()) if sizes.numel() else 0.0
+        metrics["gigpo/singleton_anchor_frac"] = float((sizes == 1).sum()) / max(int((sizes > 0).sum()), 1)
+        return TurnAdvantages(flat, torch.ones_like(flat, dtype=torch.bool)), metrics
+    keep_episode: torch.Tensor | None = None
+    if algo.advantage == "dapo":
+        # dynamic sampling looks at the scores themselves: a group that is all right (or all wrong) is dropped even
+        # when the overlong penalty makes its shaped rewards differ (DAPO filters on accuracy)
+        keep_episode = dapo_keep_mask(returns, group_ids)
+        if algo.overlong_buffer > 0:
+            if max_response_tokens is None:
+                raise ValueError("dapo's overlong penalty needs max_response_tokens")
+            lengths = [sum(len(t.response_ids) for t in e.turns) for e in episodes]
+            returns = returns + dapo_overlong_penalty(
+                lengths, max_len=max_response_tokens, buffer=min(algo.overlong_buffer, max_response_tokens)
             )
-            flat = torch.tensor(
-                [per_turn[e][k] for e, k in zip(batch.turn_episode.tolist(), batch.turn_number.tolist(), strict=True)],
-                dtype=torch.float32,
-            )
-            sizes = torch.bincount(batch.turn_anchor_idx)
-            metrics["gigpo/anchor_group_size_mean"] = float(sizes[sizes > 0].float().mean()) if sizes.numel() else 0.0
-            metrics["gigpo/singleton_anchor_frac"] = float((sizes == 1).sum()) / max(int((sizes > 0).sum()), 1)
-            return TurnAdvantages(flat, torch.ones_like(flat, dtype=torch.bool)), metrics
-        case "grpo":
-            adv_e = grpo(returns, group_ids)
-        case "nsr":
-            adv_e, keep_episode = nsr(returns)
-        case "psr":
-            adv_e, keep_episode = psr(returns)
-        case "w_reinforce":
-            adv_e = w_reinforce(returns)
-        case "dapo":
-            # dynamic sampling looks at the scores themselves: a group that is all right (or all wrong) is dropped
-            # even when the overlong penalty makes its shaped rewards differ (DAPO filters on accuracy)
-            keep_episode = dapo_keep_mask(returns, group_ids)
-            if algo.overlong_buffer > 0:
-                if max_response_tokens is None:
-                    raise ValueError("dapo's overlong penalty needs max_response_tokens")
-                lengths = [sum(len(t.response_ids) for t in e.turns) for e in episodes]
-                returns = returns + dapo_overlong_penalty(
-                    lengths, max_len=max_response_tokens, buffer=min(algo.overlong_buffer, max_response_tokens)
-                )
-            adv_e = grpo(returns, group_ids)
-            metrics["dapo/kept_group_frac"] = float(keep_episode.float().mean()) if len(episodes) else 0.0
-        case other:  # pragma: no cover - the config's Literal rules this out
-            raise ValueError(f"unknown advantage estimator {other!r}")
-    adv_e = adv_e.to(torch.float32)
-    values = adv_e[batch.turn_episode]
-    keep = keep_episode[batch.turn_episode]
-    return TurnAdvantages(torch.where(keep, values, torch.zeros_like(values)), keep), metrics
+        metrics["dapo/kept_group_frac"] = float(keep_episode.float().mean()) if len(episodes) else 0.0
+    values, keep = outcome_turn_advantages(
+        returns,
+        group_ids,
+        batch.turn_episode,
+        turn_invalid,
+        estimator=algo.advantage,
+        invalid_penalty=algo.invalid_penalty,
+        keep=keep_episode,
+    )
+    return TurnAdvantages(values, keep), metrics
 
 
 def apply_resrl(
