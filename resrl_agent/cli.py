@@ -172,13 +172,16 @@ def train(
         raise typer.Exit(code=130) from None
     if results:
         Console().print(comparison_table(cfg, list(results.values())))
-    console.print(f"run dir {cfg.resolved_run_dir}: metrics.jsonl, checkpoints/; `resrl-agent plot` draws the curves")
+    extra = "heldout.json, plots/heldout_success.png, " if results else ""
+    console.print(
+        f"run dir {cfg.resolved_run_dir}: metrics.jsonl, {extra}checkpoints/; `resrl-agent plot` draws the curves"
+    )
 
 
 def comparison_table(cfg: RunConfig, results: list[EvalResult]) -> Table:
     """The held-out comparison: each policy's success with its 95 % Wilson interval, and the one-sided Fisher exact
     p-value of its rate being above the previous row's (untrained, then SFT, then SFT + RL)."""
-    from resrl_agent.eval.metrics import fisher_greater
+    from resrl_agent.trainer.loop import heldout_rows
 
     samples = cfg.eval.samples_per_task
     shape = f"{cfg.eval.num_tasks} tasks" + (f" x {samples} samples" if samples > 1 else "")
@@ -188,17 +191,15 @@ def comparison_table(cfg: RunConfig, results: list[EvalResult]) -> Table:
     )
     for column in ("policy", "success", "95% CI", "won/total", "mean return", "p"):
         table.add_column(column)
-    for k, result in enumerate(results):
-        lo, hi = result.interval
-        before = results[k - 1] if k else None
-        p = "-" if before is None else f"{fisher_greater(before.won, before.total, result.won, result.total):.3g}"
+    for row in heldout_rows(results):
+        p = row["p_over_previous"]
         table.add_row(
-            result.label,
-            f"{result.success:.3f}",
-            f"{lo:.3f}-{hi:.3f}",
-            f"{result.won}/{result.total}",
-            f"{result.mean_return:.3f}",
-            p,
+            row["policy"],
+            f"{row['success']:.3f}",
+            f"{row['ci_low']:.3f}-{row['ci_high']:.3f}",
+            f"{row['won']}/{row['total']}",
+            f"{row['mean_return']:.3f}",
+            "-" if p is None else f"{p:.3g}",
         )
     return table
 

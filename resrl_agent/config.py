@@ -308,6 +308,11 @@ class EvalConfig(_Section):
     temperature: float = Field(0.6, ge=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     split: str | None = None
+    seed: int | None = Field(
+        None,
+        description="seed of the held-out draw (which tasks, their reset and sampling seeds); None: the run's seed. "
+        "Fix it to compare runs of different seeds on the very same episodes",
+    )
 
 
 class RunConfig(_Section):

@@ -120,9 +120,16 @@ def rollout_settings(
     top_p: float | None = None,
     sequential: bool = False,
     env_workers: WorkerKind | None = None,
+    evaluation: bool = False,
 ) -> RolloutSettings:
-    """The loop's settings from the config; ``env_workers`` (a CLI flag) overrides ``rollout.env_workers``."""
+    """The loop's settings from the config; ``env_workers`` (a CLI flag) overrides ``rollout.env_workers``.
+
+    ``evaluation``: the held-out play's settings, the eval's temperature and top-p (unless given) and its sampling
+    seed (``eval.seed``, else the run's), so runs of different seeds can be scored on the same samples."""
     r = config.rollout
+    if evaluation:
+        temperature = config.eval.temperature if temperature is None else temperature
+        top_p = config.eval.top_p if top_p is None else top_p
     sampling = SamplingParams(
         temperature=r.temperature if temperature is None else temperature,
         top_p=r.top_p if top_p is None else top_p,
@@ -140,7 +147,7 @@ def rollout_settings(
         env_workers=env_workers or r.env_workers,
         step_timeout_s=r.step_timeout_s,
         max_env_processes=r.max_env_processes,
-        seed=config.seed,
+        seed=config.eval.seed if evaluation and config.eval.seed is not None else config.seed,
         sequential=sequential,
         remote=remote_pool_settings(config),
     )
@@ -224,7 +231,7 @@ def eval_job(
     (the paper: Avg@16 at T 0.6, top-p 0.95; Pass@k for k = 1..n): episodes, report JSON, Pass@k PNG."""
     from resrl_agent.eval.report import build_report, write_report
 
-    settings = rollout_settings(config, temperature=config.eval.temperature, top_p=config.eval.top_p)
+    settings = rollout_settings(config, evaluation=True)
     split = config.eval.split if config.eval.split is not None else config.env.eval_split
     episodes = rollout_job(
         config,

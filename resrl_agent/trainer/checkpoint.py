@@ -1,7 +1,15 @@
-"""Checkpoints: model, optimizer, scheduler, every RNG state, the data position and the config; exact resume."""
+"""Checkpoints: model, optimizer, scheduler, every RNG state, the data position and the config; exact resume.
+
+A checkpoint also records the tokenizer it was trained with (``payload["tokenizer"]``: its fingerprint, see
+:func:`resrl_agent.inference.make_model.tokenizer_fingerprint`, and the tiny model's corpus version when known).
+Every load against a model (resume, export, ``eval``/``rollout --checkpoint``) checks it: weights trained on other
+token ids would load without an error and read garbage, so a mismatch is refused with a :class:`TrainerError`.
+Checkpoints written before the fingerprint existed load with a warning.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -12,7 +20,18 @@ import torch
 
 from resrl_agent.errors import TrainerError
 
-__all__ = ["export_checkpoint", "latest_checkpoint", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "check_tokenizer",
+    "export_checkpoint",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+    "tokenizer_record",
+]
 
 
 def rng_state() -> dict[str, Any]:
@@ -34,13 +53,79 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir: str | Path, name: str, payload: dict[str, Any]) -> Path:
-    """Write ``RUN_DIR/checkpoints/NAME.pt`` atomically and point ``latest`` at it."""
+def tokenizer_record(tokenizer: Any) -> dict[str, Any]:
+    """What a checkpoint records about its tokenizer: the fingerprint, and the model dir and corpus version of a
+    model built by make-model (read from its ``resrl_build.json``) when the tokenizer was loaded from one."""
+    from resrl_agent.inference.make_model import build_info, tokenizer_fingerprint
+
+    record: dict[str, Any] = {"fingerprint": tokenizer_fingerprint(tokenizer)}
+    source = getattr(tokenizer, "name_or_path", None)
+    if source:
+        record["model_dir"] = str(source)
+        info = build_info(source) or {}
+        for key in ("size", "seed", "corpus_version", "builder_version"):
+            if key in info:
+                record[key] = info[key]
+    return record
+
+
+def _describe(record: dict[str, Any]) -> str:
+    text = str(record.get("fingerprint", "?"))[:16]
+    if "corpus_version" in record:
+        details = ", ".join(f"{k} {record[k]}" for k in ("size", "seed", "corpus_version") if k in record)
+        text += f" ({details})"
+    return text
+
+
+def check_tokenizer(payload: dict[str, Any], tokenizer: Any, *, checkpoint: str | Path, model_path: str) -> None:
+    """Refuse ``payload`` (a loaded checkpoint) if it was trained with another tokenizer than ``tokenizer``.
+
+    ``model_path`` is how the user named the model (``model.path``), for the message. A checkpoint that records no
+    tokenizer (written before fingerprints existed) passes with a warning."""
+    recorded = payload.get("tokenizer")
+    if not isinstance(recorded, dict) or "fingerprint" not in recorded:
+        logger.warning(
+            "%s records no tokenizer fingerprint (written by an older resrl-agent); loading it against model.path=%s "
+            "unchecked: if that model was rebuilt since (as the tiny model is, for tokenizer corpus version 2), "
+            "the token ids differ and the weights are meaningless",
+            checkpoint,
+            model_path,
+        )
+        return
+    current = tokenizer_record(tokenizer)
+    if recorded["fingerprint"] == current["fingerprint"]:
+        return
+    trained_on = recorded.get("model_dir", "?")
+    raise TrainerError(
+        f"checkpoint {checkpoint} was trained with tokenizer {_describe(recorded)} (model dir {trained_on}), but the "
+        f"model at model.path={model_path} ({current.get('model_dir', '?')}) has tokenizer {_describe(current)}: "
+        f"the token ids differ, so the weights would not mean the same tokens. {_fix_hint(recorded)}"
+    )
+
+
+def _fix_hint(recorded: dict[str, Any]) -> str:
+    from resrl_agent.inference.corpus import CORPUS_VERSIONS
+
+    hint = "Set model.path to the model the run used"
+    if "size" not in recorded:
+        return hint
+    command = f"`resrl-agent make-model --size {recorded['size']} --seed {recorded.get('seed', 0)} --out DIR`"
+    version = recorded.get("corpus_version")
+    if version is not None and version not in CORPUS_VERSIONS:
+        command += f" with a resrl-agent that has tokenizer corpus version {version}"
+    return f"{hint}, or rebuild the same model ({command}) and set model.path=DIR"
+
+
+def save_checkpoint(run_dir: str | Path, name: str, payload: dict[str, Any], *, tokenizer: Any | None = None) -> Path:
+    """Write ``RUN_DIR/checkpoints/NAME.pt`` atomically and point ``latest`` at it.
+
+    ``tokenizer``: the policy's tokenizer, recorded (:func:`tokenizer_record`) so that loads can check it."""
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.pt"
     tmp = path.with_suffix(".pt.tmp")
-    torch.save({**payload, "rng": rng_state()}, tmp)
+    extra = {"tokenizer": tokenizer_record(tokenizer)} if tokenizer is not None else {}
+    torch.save({**payload, **extra, "rng": rng_state()}, tmp)
     os.replace(tmp, path)
     (folder / "latest").write_text(path.name + "\n", encoding="utf-8")
     return path
@@ -54,11 +139,16 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, *, tokenizer: Any | None = None, model_path: str | None = None) -> dict[str, Any]:
+    """Read a checkpoint. With ``tokenizer`` (the model it is about to be loaded into, named ``model_path`` by the
+    user), refuse it if it was trained with another tokenizer (:func:`check_tokenizer`)."""
     file = Path(path)
     if not file.is_file():
         raise TrainerError(f"no checkpoint at {file}; `--resume` needs a run dir with checkpoints/latest")
     payload: dict[str, Any] = torch.load(file, map_location="cpu", weights_only=False)
+    if tokenizer is not None:
+        named = model_path or str(getattr(tokenizer, "name_or_path", "") or "?")
+        check_tokenizer(payload, tokenizer, checkpoint=file, model_path=named)
     return payload
 
 
@@ -81,6 +171,7 @@ def export_checkpoint(path: str | Path, out: str | Path, *, model_path: str | No
     if not base:
         raise TrainerError(f"{path} does not say which base model it was trained from; pass model_path")
     model, tokenizer = load_model_and_tokenizer(resolve_model_path(str(base)), dtype=model_cfg.get("dtype", "float32"))
+    check_tokenizer(payload, tokenizer, checkpoint=path, model_path=str(base))
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

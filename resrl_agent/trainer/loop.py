@@ -14,17 +14,20 @@ uninterrupted run's rollouts and losses exactly on CPU.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import envs
 from resrl_agent.config import RunConfig, dump_config
 from resrl_agent.errors import TrainerError
-from resrl_agent.eval.metrics import wilson_interval
+from resrl_agent.eval.metrics import fisher_greater, wilson_interval
 from resrl_agent.inference.hf import load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
 from resrl_agent.jobs import rollout_settings, summarize
@@ -42,7 +45,7 @@ from resrl_agent.types import Episode, write_episodes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvalResult", "Trainer", "rollout_metrics"]
+__all__ = ["EvalResult", "Trainer", "heldout_rows", "rollout_metrics", "write_heldout"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,53 @@ class EvalResult:
             f"{self.label:>10}: success {self.success:.3f} ({self.won}/{self.total}, 95% CI {lo:.3f}-{hi:.3f}), "
             f"mean return {self.mean_return:.3f}"
         )
+
+
+def heldout_rows(results: list[EvalResult]) -> list[dict[str, Any]]:
+    """The held-out comparison as records: each policy's success, Wilson interval, and the one-sided Fisher exact
+    p-value of its success being above the row before it (None for the first row)."""
+    rows = []
+    for k, result in enumerate(results):
+        lo, hi = result.interval
+        before = results[k - 1] if k else None
+        rows.append(
+            {
+                "policy": result.label,
+                "won": result.won,
+                "total": result.total,
+                "success": result.success,
+                "ci_low": lo,
+                "ci_high": hi,
+                "mean_return": result.mean_return,
+                "p_over_previous": None
+                if before is None
+                else fisher_greater(before.won, before.total, result.won, result.total),
+            }
+        )
+    return rows
+
+
+def write_heldout(run_dir: Path, config: RunConfig, results: list[EvalResult]) -> None:
+    """RUN_DIR/heldout.json (:func:`heldout_rows`) and RUN_DIR/plots/heldout_success.png, written atomically."""
+    from resrl_agent.eval.plot import plot_heldout_success
+
+    payload = {
+        "env": config.env.id,
+        "env_kwargs": dict(config.env.kwargs),
+        "eval_split": config.env.eval_split or config.eval.split,
+        "num_tasks": config.eval.num_tasks,
+        "samples_per_task": config.eval.samples_per_task,
+        "rows": heldout_rows(results),
+    }
+    tmp = run_dir / "heldout.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    os.replace(tmp, run_dir / "heldout.json")
+    shape = f"{config.eval.num_tasks} tasks x {config.eval.samples_per_task}"
+    plot_heldout_success(
+        [(r.label, r.won, r.total) for r in results],
+        run_dir / "plots" / "heldout_success.png",
+        title=f"{config.name}: held-out success ({shape})",
+    )
 
 
 def rollout_metrics(episodes: list[Episode]) -> dict[str, float]:
@@ -149,12 +199,7 @@ class Trainer:
 
     def rollout(self, tasks: list[TaskSpec], *, iteration: int, evaluation: bool = False) -> list[Episode]:
         """Play ``tasks`` with the current policy (the Ray driver overrides this with its workers)."""
-        e = self.config.eval
-        settings = (
-            rollout_settings(self.config, temperature=e.temperature, top_p=e.top_p)
-            if evaluation
-            else rollout_settings(self.config)
-        )
+        settings = rollout_settings(self.config, evaluation=evaluation)
         return run_episodes(
             self.config.env.id,
             tasks,
@@ -208,7 +253,7 @@ class Trainer:
             "evals": self.state.evals,
             "config": self.config.model_dump(mode="json"),
         }
-        path = save_checkpoint(self.run_dir, name, payload)
+        path = save_checkpoint(self.run_dir, name, payload, tokenizer=self.tokenizer)
         logger.info("checkpoint %s", path)
 
     def resume(self, path: str | None = None) -> None:
@@ -216,7 +261,7 @@ class Trainer:
         file = path or latest_checkpoint(self.run_dir)
         if file is None:
             raise TrainerError(f"--resume: no checkpoint under {self.run_dir}/checkpoints")
-        payload = load_checkpoint(file)
+        payload = load_checkpoint(file, tokenizer=self.tokenizer, model_path=self.config.model.path)
         self.load_learner_state(payload["learner"])
         self.state = _State(payload["iteration"], payload["sft_done"], dict(payload.get("evals", {})))
         set_rng_state(payload["rng"])
@@ -426,11 +471,14 @@ class Trainer:
             self.sink.close()
         del c
         # every evaluation of the run, resumed ones included, in the order they ran (untrained, sft, iterN..., rl)
-        return {
+        every = {
             label: results.get(label)
             or EvalResult(label, int(numbers["won"]), int(numbers["total"]), float(numbers["mean_return"]))
             for label, numbers in self.state.evals.items()
         }
+        if every:
+            write_heldout(self.run_dir, self.config, list(every.values()))
+        return every
 
     def close(self) -> None:
         """Release what the trainer holds: the engine's processes (vLLM's engine core); the Ray driver stops its

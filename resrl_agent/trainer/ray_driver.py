@@ -286,12 +286,7 @@ class RayTrainer(Trainer):
 
         ``on_submitted(workers)`` runs once after the first requests are in flight (tests kill a worker there).
         """
-        e = self.config.eval
-        settings = (
-            rollout_settings(self.config, temperature=e.temperature, top_p=e.top_p)
-            if evaluation
-            else rollout_settings(self.config)
-        )
+        settings = rollout_settings(self.config, evaluation=evaluation)
         groups: dict[str, list[TaskSpec]] = {}
         for spec in tasks:
             groups.setdefault(spec.group_id, []).append(spec)

@@ -55,13 +55,15 @@ def train_tasks(
 
 
 def eval_tasks(config: RunConfig, num_tasks: int, samples: int = 1) -> list[TaskSpec]:
-    """The held-out set: the same tasks and reset/sampling seeds at every evaluation of the run."""
+    """The held-out set: the same tasks and reset/sampling seeds at every evaluation of the run (and of every run
+    with the same ``eval.seed``, whatever its own seed)."""
     ids = split_task_ids(config, config.env.eval_split or config.eval.split)
-    rng = random.Random(derive_seed(config.seed, "eval-tasks"))
+    base = config.seed if config.eval.seed is None else config.eval.seed
+    rng = random.Random(derive_seed(base, "eval-tasks"))
     chosen = rng.sample(ids, min(num_tasks, len(ids))) if ids else [None] * num_tasks  # type: ignore[list-item]
     specs = []
     for k, task_id in enumerate(chosen):
-        seed = derive_seed(config.seed, "eval", k)
+        seed = derive_seed(base, "eval", k)
         group_id = make_group_id(task_id or f"seed{seed}", -1)
         specs.extend(TaskSpec(task_id, group_id, s, seed) for s in range(samples))
     return specs
