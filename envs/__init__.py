@@ -21,6 +21,7 @@ ENV_MODULES: dict[str, str] = {
     "resrl/FunctionCalling-v0": "envs.function_calling",
     "resrl/WebShop-v0": "envs.webshop",
     "resrl/Math-v0": "envs.math",
+    "resrl/BabyAI-v0": "envs.babyai",
 }
 
 register("resrl/Echo-v0", "envs.echo.env:EchoEnv")
@@ -28,6 +29,7 @@ register("resrl/ALFWorld-v0", "envs.alfworld.env:AlfworldEnv")
 register("resrl/FunctionCalling-v0", "envs.function_calling.env:FunctionCallingEnv")
 register("resrl/WebShop-v0", "envs.webshop.env:WebShopEnv")
 register("resrl/Math-v0", "envs.math.env:MathEnv")
+register("resrl/BabyAI-v0", "envs.babyai.env:BabyAIEnv")
 
 
 def env_ids() -> list[str]:

@@ -27,6 +27,7 @@ ENV_KWARGS: dict[str, dict[str, Any]] = {
     "resrl/WebShop-v0": {},
     "resrl/FunctionCalling-v0": {},
     "resrl/ALFWorld-v0": {},
+    "resrl/BabyAI-v0": {"level": "GoToLocal"},
 }
 
 
