@@ -36,14 +36,14 @@ def test_main_job_short(tiny_model_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "held-out success (6 tasks, same tasks and sampling)" in result.output
     heldout = json.loads((run / "heldout.json").read_text())
-    assert heldout["env"] == "resrl/BabyAI-v0" and heldout["eval_split"] == "valid"
+    assert heldout["env"] == "resrl/BabyAI-v0" and heldout["eval_split"] == "test"
     rows = heldout["rows"]
     assert [r["policy"] for r in rows] == ["untrained", "sft", "rl"]
     for k, row in enumerate(rows):
         episodes = read_episodes(run / f"eval_{row['policy']}.jsonl")
         assert row["total"] == len(episodes) == 6
         assert row["won"] == sum(e.won for e in episodes)
-        assert all(e.task_id is not None and e.task_id.startswith("valid-") for e in episodes)  # held-out layouts
+        assert all(e.task_id is not None and e.task_id.startswith("test-") for e in episodes)  # held-out layouts
         assert (row["ci_low"], row["ci_high"]) == pytest.approx(wilson_interval(row["won"], 6))
         if k == 0:
             assert row["p_over_previous"] is None
