@@ -15,7 +15,7 @@ from typing import Any
 
 from envs.base import Parsed
 
-__all__ = ["SingleActionReply", "ToolArgument"]
+__all__ = ["SingleActionReply", "ToolArgument", "normalise_command"]
 
 _THINK_RE = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _ACTION_RE = re.compile(r"<action>(.*?)</action>", re.DOTALL | re.IGNORECASE)
@@ -44,6 +44,21 @@ class SingleActionReply:
     noun: str
     tools: Mapping[str, ToolArgument]
     to_action: Callable[[str, Any], Any]
+
+    def parse_command(self, text: Any, *, max_chars: int) -> Parsed:
+        """One reply -> a command, lowercased with runs of whitespace collapsed (:func:`normalise_command`); empty
+        or longer than ``max_chars`` is invalid. Whether the env accepts the command is the env's call."""
+        raw = self.extract(text)
+        if isinstance(raw, Parsed):
+            return raw
+        if not isinstance(raw, str):
+            return self.invalid("the action must be text.")
+        command = normalise_command(raw)
+        if not command:
+            return self.invalid("the action is empty.")
+        if len(command) > max_chars:
+            return self.invalid(f"the action is longer than {max_chars} characters.")
+        return Parsed(command, True)
 
     def invalid(self, reason: str) -> Parsed:
         return Parsed(None, False, f"Invalid response: {reason} Reply with one {self.noun}, e.g. {self.example}.")
@@ -96,6 +111,11 @@ class SingleActionReply:
         if not isinstance(arguments, dict) or argument.key not in arguments:
             return self.invalid(f'the {name} tool takes {{"{argument.key}": "{argument.placeholder}"}}.')
         return self.to_action(name, arguments[argument.key])
+
+
+def normalise_command(command: str) -> str:
+    """Lowercase with runs of whitespace collapsed to one space: how parsers and envs compare command texts."""
+    return " ".join(command.split()).lower()
 
 
 def _tool_calls_in(text: str) -> list[Any] | None:

@@ -12,8 +12,6 @@ The command is lowercased with whitespace collapsed; whether it is admissible is
 
 from __future__ import annotations
 
-from typing import Any
-
 from envs.actions import SingleActionReply, ToolArgument
 from envs.base import Parsed
 
@@ -28,18 +26,6 @@ _REPLY = SingleActionReply(
 )
 
 
-def _normalise(command: Any) -> Parsed:
-    if not isinstance(command, str):
-        return _REPLY.invalid("the action must be text.")
-    command = " ".join(command.split()).lower()
-    if not command:
-        return _REPLY.invalid("the action is empty.")
-    if len(command) > MAX_ACTION_CHARS:
-        return _REPLY.invalid(f"the action is longer than {MAX_ACTION_CHARS} characters.")
-    return Parsed(command, True)
-
-
 def parse_action(text: str) -> Parsed:
     """Turn one model reply into an ALFWorld command, or an invalid result with feedback."""
-    raw = _REPLY.extract(text)
-    return raw if isinstance(raw, Parsed) else _normalise(raw)
+    return _REPLY.parse_command(text, max_chars=MAX_ACTION_CHARS)

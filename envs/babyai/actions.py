@@ -14,9 +14,9 @@ well-formed reply that names none of :data:`ACTIONS` is format-valid here, and t
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
-from envs.actions import SingleActionReply, ToolArgument
+from envs.actions import SingleActionReply, ToolArgument, normalise_command
 from envs.base import Parsed
 
 __all__ = ["ACTIONS", "MAX_ACTION_CHARS", "TOOL_NAME", "normalise", "parse_action"]
@@ -37,21 +37,9 @@ _REPLY = SingleActionReply(
 
 def normalise(action: str) -> str:
     """Lowercase with runs of whitespace collapsed to one space: how both the parser and the env compare actions."""
-    return " ".join(action.split()).lower()
-
-
-def _check(raw: Any) -> Parsed:
-    if not isinstance(raw, str):
-        return _REPLY.invalid("the action must be text.")
-    action = normalise(raw)
-    if not action:
-        return _REPLY.invalid("the action is empty.")
-    if len(action) > MAX_ACTION_CHARS:
-        return _REPLY.invalid(f"the action is longer than {MAX_ACTION_CHARS} characters.")
-    return Parsed(action, True)
+    return normalise_command(action)
 
 
 def parse_action(text: str) -> Parsed:
     """Turn one model reply into a BabyAI action text, or an invalid result with feedback."""
-    raw = _REPLY.extract(text)
-    return raw if isinstance(raw, Parsed) else _check(raw)
+    return _REPLY.parse_command(text, max_chars=MAX_ACTION_CHARS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from resrl_agent.eval.report import EvalReport
@@ -34,12 +34,7 @@ def plot_pass_at_k_curves(
     ax.set_title(title)
     if len(curves) > 1:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target)
-    plt.close(fig)
-    return target
+    return _save(fig, path)
 
 
 def plot_pass_at_k(report: EvalReport, path: str | os.PathLike[str]) -> Path:
@@ -72,6 +67,13 @@ def plot_heldout_success(
     ax.set_ylabel("success (95% Wilson CI)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    """Lay out, write and close a figure; returns the PNG path (its folder is made)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
