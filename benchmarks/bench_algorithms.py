@@ -82,6 +82,12 @@ VARIANTS = [
     Variant("w_reinforce", ("algo.advantage=w_reinforce", *_NO_RESRL)),
     Variant("gigpo+resrl", (*_RESRL, "algo.resrl.pos_scale=0.1")),
     Variant("gigpo+resrl(l=1)", (*_RESRL, "algo.resrl.pos_scale=1.0")),
+    # multi-turn with a handful of action words: the positive tokens' rank-64 subspace holds nearly every negative
+    # token (residual ~0, every weight 0.55), so a lower rank, and lambda 1 so the positive turns keep their push
+    Variant(
+        "gigpo+resrl(l=1,k=8)",
+        ("algo.advantage=gigpo", "algo.resrl.reweight=resrl", "algo.resrl.rank=8", "algo.resrl.pos_scale=1.0"),
+    ),
 ]
 
 
