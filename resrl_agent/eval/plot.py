@@ -61,9 +61,9 @@ def plot_heldout_success(
     high = [hi - r for r, (_, hi) in zip(rates, intervals, strict=True)]
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(rows), 3.6), dpi=120)
     ax.bar(labels, rates, yerr=[low, high], capsize=6, color="#4c78a8")
-    for k, (rate, (_, won, total)) in enumerate(zip(rates, rows, strict=True)):
-        ax.text(k, min(rate + 0.04, 0.97), f"{won}/{total}", ha="center", fontsize=8)
-    ax.set_ylim(0, 1)
+    for k, ((_, hi), (_, won, total)) in enumerate(zip(intervals, rows, strict=True)):
+        ax.text(k, hi + 0.015, f"{won}/{total}", ha="center", va="bottom", fontsize=8)  # above the interval
+    ax.set_ylim(0, 1.08)
     ax.set_ylabel("success (95% Wilson CI)")
     ax.set_title(title, fontsize=9)
     ax.grid(True, axis="y", alpha=0.3)
