@@ -827,6 +827,11 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--fresh", action="store_true", help="redo the SFT start and every selected run")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing new: report the selected runs that are already done (a variant may then have fewer seeds)",
+    )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(
@@ -861,6 +866,9 @@ def main() -> None:
     failed: list[str] = []
     total = len(variants) * len(args.seeds)
     for index, (variant, seed) in enumerate(((v, s) for v in variants for s in args.seeds), start=1):
+        if args.report_only and not (root / variant.slug / f"seed{seed}" / "results.json").is_file():
+            log(f"run {index}/{total}: {variant.name} seed {seed}: not run yet, left out (--report-only)")
+            continue
         log(f"run {index}/{total}: {variant.name} seed {seed}")
         try:
             runs[(variant.name, seed)] = run_one(args, root, common, variant, seed, sft)
