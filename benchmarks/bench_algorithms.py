@@ -48,6 +48,7 @@ from resrl_agent.config import RunConfig, load_config
 from resrl_agent.eval.metrics import fisher_greater, mean_pass_at_k, wilson_interval
 from resrl_agent.inference.hf import load_model_and_tokenizer
 from resrl_agent.jobs import rollout_settings
+from resrl_agent.jobs import summarize as summarize_episodes
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import TaskSpec, run_episodes
 from resrl_agent.trainer.checkpoint import export_checkpoint
@@ -185,7 +186,8 @@ def score_policy(
     start = time.perf_counter()
     passk = play(config, engine, formatter, passk_specs)
     passk_s = time.perf_counter() - start
-    won = sum(e.won for e in heldout)
+    summary = summarize_episodes(heldout)
+    won = summary.won
     lo, hi = wilson_interval(won, len(heldout))
     groups: dict[str, list[Episode]] = {}
     for episode in passk:
@@ -195,13 +197,12 @@ def score_policy(
         "heldout": {
             "won": won,
             "total": len(heldout),
-            "success": won / len(heldout),
+            "success": summary.success_rate,
             "ci_low": lo,
             "ci_high": hi,
-            "mean_return": sum(e.total_return for e in heldout) / len(heldout),
-            "mean_turns": sum(len(e.turns) for e in heldout) / len(heldout),
-            "invalid_format_rate": sum(not t.format_valid for e in heldout for t in e.turns)
-            / max(sum(len(e.turns) for e in heldout), 1),
+            "mean_return": summary.mean_return,
+            "mean_turns": summary.mean_turns,
+            "invalid_format_rate": summary.invalid_format_rate,
             "seconds": heldout_s,
         },
         "passk": {

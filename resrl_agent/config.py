@@ -349,6 +349,11 @@ class RunConfig(_Section):
     def resolved_run_dir(self) -> Path:
         return Path(self.run_dir.replace("${name}", self.name))
 
+    @property
+    def eval_seed(self) -> int:
+        """The seed of the held-out draw (tasks, reset seeds) and of its sampling: ``eval.seed``, else ``seed``."""
+        return self.seed if self.eval.seed is None else self.eval.seed
+
 
 def _parse_value(text: str) -> Any:
     """Parse an override value with YAML rules (``1e-6`` -> float, ``true`` -> bool, ``[a, b]`` -> list)."""

@@ -147,7 +147,7 @@ def rollout_settings(
         env_workers=env_workers or r.env_workers,
         step_timeout_s=r.step_timeout_s,
         max_env_processes=r.max_env_processes,
-        seed=config.eval.seed if evaluation and config.eval.seed is not None else config.seed,
+        seed=config.eval_seed if evaluation else config.seed,
         sequential=sequential,
         remote=remote_pool_settings(config),
     )

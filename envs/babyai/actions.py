@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from envs.actions import SingleActionReply, ToolArgument, normalise_command
+from envs.actions import SingleActionReply, ToolArgument
 from envs.base import Parsed
 
-__all__ = ["ACTIONS", "MAX_ACTION_CHARS", "TOOL_NAME", "normalise", "parse_action"]
+__all__ = ["ACTIONS", "MAX_ACTION_CHARS", "TOOL_NAME", "parse_action"]
 
 #: The six action words, in minigrid's order: ``ACTIONS[i]`` is ``minigrid.core.actions.Actions(i)`` (left, right,
 #: forward, pickup, drop, toggle). minigrid's ``done`` (6) is not offered.
@@ -33,11 +33,6 @@ _REPLY = SingleActionReply(
     tools={TOOL_NAME: ToolArgument("action", "<action>")},
     to_action=lambda _tool, value: value,
 )
-
-
-def normalise(action: str) -> str:
-    """Lowercase with runs of whitespace collapsed to one space: how both the parser and the env compare actions."""
-    return normalise_command(action)
 
 
 def parse_action(text: str) -> Parsed:

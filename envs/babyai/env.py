@@ -40,7 +40,8 @@ import minigrid  # noqa: F401 - registers the BabyAI-* ids with gymnasium
 from minigrid.envs.babyai.core import roomgrid_level
 from minigrid.utils.baby_ai_bot import BabyAIBot, DisappearedBoxError
 
-from envs.babyai.actions import ACTIONS, normalise
+from envs.actions import normalise_command
+from envs.babyai.actions import ACTIONS
 from envs.base import INFO_AVAILABLE_ACTIONS, INFO_EXPERT_ACTION, EnvError, TextEnv
 
 __all__ = ["ACTIONS", "SEED_OFFSETS", "SPLITS", "BabyAIEnv", "describe", "levels"]
@@ -247,7 +248,7 @@ class BabyAIEnv(TextEnv):
             raise EnvError("step() called on a finished episode; call reset() first")
         if not isinstance(action, str):
             raise EnvError(f"action must be a str, got {type(action).__name__}")
-        index = _ACTION_INDEX.get(normalise(action))
+        index = _ACTION_INDEX.get(normalise_command(action))
         self._steps += 1
         won = terminated = False
         if index is not None:  # an unknown action changes nothing (the expert's advice stands for the same state)

@@ -39,7 +39,7 @@ from resrl_agent.trainer.engines import close_engine, make_engine
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.metrics import MetricsSink
 from resrl_agent.trainer.sft import dagger_relabel, expert_episodes, replay_sample, sft_phase, sft_step_count
-from resrl_agent.trainer.tasks import eval_tasks, train_tasks
+from resrl_agent.trainer.tasks import eval_tasks, held_out_split, train_tasks
 from resrl_agent.trainer.update import train_on_episodes
 from resrl_agent.types import Episode, write_episodes
 
@@ -102,7 +102,7 @@ def write_heldout(run_dir: Path, config: RunConfig, results: list[EvalResult]) -
     payload = {
         "env": config.env.id,
         "env_kwargs": dict(config.env.kwargs),
-        "eval_split": config.env.eval_split or config.eval.split,
+        "eval_split": held_out_split(config),
         "num_tasks": config.eval.num_tasks,
         "samples_per_task": config.eval.samples_per_task,
         "rows": heldout_rows(results),

@@ -19,7 +19,7 @@ from resrl_agent.rollout.loop import TaskSpec
 from resrl_agent.seeding import derive_seed
 from resrl_agent.types import make_group_id
 
-__all__ = ["eval_tasks", "split_task_ids", "train_tasks"]
+__all__ = ["eval_tasks", "held_out_split", "split_task_ids", "train_tasks"]
 
 
 def split_task_ids(config: RunConfig, split: str | None) -> list[str]:
@@ -54,11 +54,16 @@ def train_tasks(
     return specs
 
 
+def held_out_split(config: RunConfig) -> str | None:
+    """The split the held-out set is drawn from: ``env.eval_split``, else ``eval.split``."""
+    return config.env.eval_split or config.eval.split
+
+
 def eval_tasks(config: RunConfig, num_tasks: int, samples: int = 1) -> list[TaskSpec]:
     """The held-out set: the same tasks and reset/sampling seeds at every evaluation of the run (and of every run
     with the same ``eval.seed``, whatever its own seed)."""
-    ids = split_task_ids(config, config.env.eval_split or config.eval.split)
-    base = config.seed if config.eval.seed is None else config.eval.seed
+    ids = split_task_ids(config, held_out_split(config))
+    base = config.eval_seed
     rng = random.Random(derive_seed(base, "eval-tasks"))
     chosen = rng.sample(ids, min(num_tasks, len(ids))) if ids else [None] * num_tasks  # type: ignore[list-item]
     specs = []
