@@ -46,16 +46,16 @@ import torch
 
 from resrl_agent.config import RunConfig, load_config
 from resrl_agent.eval.metrics import fisher_greater, mean_pass_at_k, wilson_interval
+from resrl_agent.eval.summary import summarize as summarize_episodes
 from resrl_agent.inference.hf import load_model_and_tokenizer
-from resrl_agent.jobs import rollout_settings
-from resrl_agent.jobs import summarize as summarize_episodes
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import TaskSpec, run_episodes
+from resrl_agent.run.engines import close_engine, make_engine
+from resrl_agent.run.settings import rollout_settings
+from resrl_agent.run.tasks import eval_tasks
 from resrl_agent.trainer.checkpoint import export_checkpoint
-from resrl_agent.trainer.engines import close_engine, make_engine
 from resrl_agent.trainer.loop import Trainer
 from resrl_agent.trainer.metrics import read_metrics
-from resrl_agent.trainer.tasks import eval_tasks
 from resrl_agent.types import Episode
 
 FOCUS = "gigpo+resrl"  # the paper's method; the verdict compares it with every other row

@@ -20,7 +20,7 @@ from resrl_agent.errors import ResrlError
 
 if TYPE_CHECKING:
     from resrl_agent.config import RunConfig
-    from resrl_agent.trainer.loop import EvalResult
+    from resrl_agent.eval.heldout import HeldOutResult
 
 app = typer.Typer(
     name="resrl-agent",
@@ -72,7 +72,7 @@ def _load(config: Path, overrides: list[str] | None):  # type: ignore[no-untyped
 
 
 def _print_summary(title: str, episodes: list) -> None:  # type: ignore[type-arg]
-    from resrl_agent.jobs import summarize
+    from resrl_agent.eval.summary import summarize
 
     table = Table(title=title, show_header=False)
     for key, value in summarize(episodes).rows():
@@ -125,7 +125,8 @@ def rollout(
 
     Where envs step is ``rollout.env_workers=thread|process|inline`` (process: crash isolation).
     """
-    from resrl_agent.jobs import default_episode_path, rollout_job, rollout_settings
+    from resrl_agent.jobs import rollout_job
+    from resrl_agent.run.settings import rollout_settings
     from resrl_agent.types import write_episodes
 
     try:
@@ -137,7 +138,7 @@ def rollout(
         settings = rollout_settings(cfg, sequential=sequential)
         episodes = rollout_job(cfg, num_tasks=num_tasks, settings=settings)
         elapsed = time.perf_counter() - start
-        path = out or default_episode_path(cfg, "episodes.jsonl")
+        path = out or cfg.resolved_run_dir / "episodes.jsonl"
         write_episodes(path, episodes)
     except (ResrlError, ValueError) as err:
         raise _fail(err) from None
@@ -178,10 +179,10 @@ def train(
     )
 
 
-def comparison_table(cfg: RunConfig, results: list[EvalResult]) -> Table:
+def comparison_table(cfg: RunConfig, results: list[HeldOutResult]) -> Table:
     """The held-out comparison: each policy's success with its 95 % Wilson interval, and the one-sided Fisher exact
     p-value of its rate being above the previous row's (untrained, then SFT, then SFT + RL)."""
-    from resrl_agent.trainer.loop import heldout_rows
+    from resrl_agent.eval.heldout import heldout_rows
 
     samples = cfg.eval.samples_per_task
     shape = f"{cfg.eval.num_tasks} tasks" + (f" x {samples} samples" if samples > 1 else "")

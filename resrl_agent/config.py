@@ -120,7 +120,7 @@ class EngineConfig(_Section):
     """The inference backend that samples rollouts.
 
     ``vllm`` needs the vllm package where the engine runs (the trainer's process, or the Ray inference actor); that
-    is checked when the engine is built (``resrl_agent.trainer.engines.make_engine``: a ConfigError that says how to
+    is checked when the engine is built (``resrl_agent.run.engines.make_engine``: a ConfigError that says how to
     install it), not here, so configs still load where vllm is absent (a Ray driver node, the main CI venv).
     """
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from resrl_agent.eval.metrics import distinct_n, mean_pairwise_edit_similarity, pass_at_k, wilson_interval
+from resrl_agent.eval.summary import summarize
 from resrl_agent.types import Episode
 
 __all__ = ["CATEGORY_KEYS", "EvalReport", "build_report", "report_rows", "write_report"]
@@ -115,11 +116,8 @@ def build_report(
     n = min(len(g) for g in groups)
     if max_k is not None:
         n = min(n, max_k)
-    wins = sum(e.won for e in episodes)
-    turns = [t for e in episodes for t in e.turns]
-    stops: dict[str, int] = {}
-    for episode in episodes:
-        stops[episode.stop_reason] = stops.get(episode.stop_reason, 0) + 1
+    summary = summarize(episodes)
+    wins = summary.won
 
     distinct, similarity = [], []
     for group in groups:
@@ -164,14 +162,14 @@ def build_report(
         samples_per_task=n,
         num_episodes=len(episodes),
         avg_at_n=wins / len(episodes),
-        mean_score=math.fsum(e.total_return for e in episodes) / len(episodes),
+        mean_score=summary.mean_return,
         pass_at_k=_pass_curve(groups, n),
         success_ci95=wilson_interval(wins, len(episodes)),
         distinct_2=math.fsum(distinct) / len(distinct),
         edit_similarity=math.fsum(similarity) / len(similarity) if similarity else float("nan"),
-        mean_turns=len(turns) / len(episodes),
-        invalid_format_rate=sum(not t.format_valid for t in turns) / max(len(turns), 1),
-        stop_reasons=stops,
+        mean_turns=summary.mean_turns,
+        invalid_format_rate=summary.invalid_format_rate,
+        stop_reasons=summary.stop_reasons,
         breakdown=breakdown,
         env_metrics=env_metrics,
     )

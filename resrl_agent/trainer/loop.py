@@ -1,6 +1,6 @@
 """The single-process trainer: SFT warm start, then rollout -> advantages -> ResRL -> PPO -> weights to inference.
 
-One process holds the learner and the inference engine (:func:`resrl_agent.trainer.engines.make_engine`): HF shares
+One process holds the learner and the inference engine (:func:`resrl_agent.run.engines.make_engine`): HF shares
 the policy's weights when both are on the same device, so "pushing weights" costs nothing; vLLM runs its own engine
 and takes the learner's weights after every update. The Ray driver (:mod:`resrl_agent.trainer.ray_driver`) runs the
 same phases with rollout workers, an inference actor and one or several learner actors (``trainer.num_learners``).
@@ -27,75 +27,29 @@ from typing import Any
 import envs
 from resrl_agent.config import RunConfig, dump_config
 from resrl_agent.errors import TrainerError
-from resrl_agent.eval.metrics import fisher_greater, wilson_interval
+from resrl_agent.eval.heldout import HeldOutResult, heldout_rows
+from resrl_agent.eval.summary import summarize
 from resrl_agent.inference.hf import load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
-from resrl_agent.jobs import rollout_settings, summarize
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import TaskSpec, run_episodes
+from resrl_agent.run.engines import close_engine, make_engine
+from resrl_agent.run.settings import rollout_settings
+from resrl_agent.run.tasks import eval_tasks, held_out_split, train_tasks
 from resrl_agent.seeding import derive_seed, seed_everything
 from resrl_agent.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
-from resrl_agent.trainer.engines import close_engine, make_engine
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.metrics import MetricsSink
 from resrl_agent.trainer.sft import dagger_relabel, expert_episodes, replay_sample, sft_phase, sft_step_count
-from resrl_agent.trainer.tasks import eval_tasks, held_out_split, train_tasks
 from resrl_agent.trainer.update import train_on_episodes
 from resrl_agent.types import Episode, write_episodes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EvalResult", "Trainer", "heldout_rows", "rollout_metrics", "write_heldout"]
+__all__ = ["Trainer", "rollout_metrics", "write_heldout"]
 
 
-@dataclass(frozen=True)
-class EvalResult:
-    label: str
-    won: int
-    total: int
-    mean_return: float
-
-    @property
-    def success(self) -> float:
-        return self.won / self.total if self.total else 0.0
-
-    @property
-    def interval(self) -> tuple[float, float]:
-        return wilson_interval(self.won, self.total)
-
-    def line(self) -> str:
-        lo, hi = self.interval
-        return (
-            f"{self.label:>10}: success {self.success:.3f} ({self.won}/{self.total}, 95% CI {lo:.3f}-{hi:.3f}), "
-            f"mean return {self.mean_return:.3f}"
-        )
-
-
-def heldout_rows(results: list[EvalResult]) -> list[dict[str, Any]]:
-    """The held-out comparison as records: each policy's success, Wilson interval, and the one-sided Fisher exact
-    p-value of its success being above the row before it (None for the first row)."""
-    rows = []
-    for k, result in enumerate(results):
-        lo, hi = result.interval
-        before = results[k - 1] if k else None
-        rows.append(
-            {
-                "policy": result.label,
-                "won": result.won,
-                "total": result.total,
-                "success": result.success,
-                "ci_low": lo,
-                "ci_high": hi,
-                "mean_return": result.mean_return,
-                "p_over_previous": None
-                if before is None
-                else fisher_greater(before.won, before.total, result.won, result.total),
-            }
-        )
-    return rows
-
-
-def write_heldout(run_dir: Path, config: RunConfig, results: list[EvalResult]) -> None:
+def write_heldout(run_dir: Path, config: RunConfig, results: list[HeldOutResult]) -> None:
     """RUN_DIR/heldout.json (:func:`heldout_rows`) and RUN_DIR/plots/heldout_success.png, written atomically."""
     from resrl_agent.eval.plot import plot_heldout_success
 
@@ -119,6 +73,7 @@ def write_heldout(run_dir: Path, config: RunConfig, results: list[EvalResult]) -
 
 
 def rollout_metrics(episodes: list[Episode]) -> dict[str, float]:
+    """An iteration's ``rollout/*`` metrics (:func:`~resrl_agent.eval.summary.summarize`)."""
     s = summarize(episodes)
     return {
         "rollout/episodes": float(s.episodes),
@@ -127,11 +82,10 @@ def rollout_metrics(episodes: list[Episode]) -> dict[str, float]:
         "rollout/return_mean": s.mean_return,
         "rollout/turns_mean": s.mean_turns,
         "rollout/invalid_format_rate": s.invalid_format_rate,
-        "rollout/invalid_action_rate": sum(not t.action_valid for e in episodes for t in e.turns)
-        / max(sum(len(e.turns) for e in episodes), 1),
-        "rollout/env_error_frac": sum(e.stop_reason == "env_error" for e in episodes) / max(len(episodes), 1),
+        "rollout/invalid_action_rate": s.invalid_action_rate,
+        "rollout/env_error_frac": s.env_errors / max(s.episodes, 1),
         "rollout/tokens": float(s.tokens),
-        "rollout/response_tokens": float(sum(len(t.response_ids) for e in episodes for t in e.turns)),
+        "rollout/response_tokens": float(s.response_tokens),
     }
 
 
@@ -270,16 +224,14 @@ class Trainer:
         logger.info("resumed from %s at iteration %d", file, self.state.iteration)
 
     # ------------------------------------------------------------------------------------------------ phases
-    def evaluate(self, label: str) -> EvalResult:
+    def evaluate(self, label: str) -> HeldOutResult:
         """Success on the held-out tasks (the same tasks and seeds at every call)."""
         start = time.perf_counter()
         tasks = eval_tasks(self.config, self.config.eval.num_tasks, self.config.eval.samples_per_task)
         episodes = self.rollout(tasks, iteration=-1, evaluation=True)
         elapsed = time.perf_counter() - start
         write_episodes(self.run_dir / f"eval_{label}.jsonl", episodes)
-        result = EvalResult(
-            label, sum(e.won for e in episodes), len(episodes), sum(e.total_return for e in episodes) / len(episodes)
-        )
+        result = HeldOutResult.of(label, episodes)
         self.state.evals[label] = {"won": result.won, "total": result.total, "mean_return": result.mean_return}
         lo, hi = result.interval
         self._emit(
@@ -431,12 +383,12 @@ class Trainer:
         )
         return metrics
 
-    def run(self, *, resume: bool = False) -> dict[str, EvalResult]:
+    def run(self, *, resume: bool = False) -> dict[str, HeldOutResult]:
         """SFT (if configured and not done), RL iterations with checkpoints, then the held-out comparison."""
         c, t = self.config, self.config.trainer
         if resume:
             self.resume()
-        results: dict[str, EvalResult] = {}
+        results: dict[str, HeldOutResult] = {}
         previous = signal.getsignal(signal.SIGINT)
         signal.signal(signal.SIGINT, self._on_interrupt)
         try:
@@ -473,7 +425,7 @@ class Trainer:
         # every evaluation of the run, resumed ones included, in the order they ran (untrained, sft, iterN..., rl)
         every = {
             label: results.get(label)
-            or EvalResult(label, int(numbers["won"]), int(numbers["total"]), float(numbers["mean_return"]))
+            or HeldOutResult(label, int(numbers["won"]), int(numbers["total"]), float(numbers["mean_return"]))
             for label, numbers in self.state.evals.items()
         }
         if every:

@@ -31,12 +31,12 @@ from resrl_agent.errors import TrainerError
 from resrl_agent.inference.base import Generation, InferenceEngine, SamplingParams
 from resrl_agent.inference.hf import load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
-from resrl_agent.jobs import rollout_settings
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.loop import RolloutSettings, TaskSpec, run_episodes
+from resrl_agent.run.engines import close_engine, make_engine
+from resrl_agent.run.settings import rollout_settings
 from resrl_agent.seeding import derive_seed, seed_everything
 from resrl_agent.trainer.distributed import DataParallel, free_port, init_learner_group
-from resrl_agent.trainer.engines import close_engine, make_engine
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.loop import Trainer
 from resrl_agent.trainer.sft import sft_phase
@@ -126,7 +126,7 @@ class LearnerWorker:
 
 
 class InferenceWorker:
-    """The configured engine behind the inference actor (:func:`~resrl_agent.trainer.engines.make_engine`: HF on
+    """The configured engine behind the inference actor (:func:`~resrl_agent.run.engines.make_engine`: HF on
     ``engine.device``, or a vLLM engine); ``update_weights`` loads the learner's weights into it."""
 
     def __init__(self, config: RunConfig) -> None:

@@ -14,9 +14,10 @@ from cluster_servers import ServerProcess, free_port
 from resrl_agent.config import load_config
 from resrl_agent.errors import RolloutError
 from resrl_agent.inference.hf import HFEngine
-from resrl_agent.jobs import rollout_job, rollout_settings
+from resrl_agent.jobs import rollout_job
 from resrl_agent.rollout.chat import ChatFormatter
 from resrl_agent.rollout.remote_pool import RemoteEnvPool, RemotePoolSettings
+from resrl_agent.run.settings import rollout_settings
 
 
 def _config(servers: list[str], *extra: str) -> Any:

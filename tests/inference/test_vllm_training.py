@@ -177,8 +177,7 @@ def test_clear_errors_without_vllm_and_for_openai(
     import importlib.util
 
     from resrl_agent.errors import ConfigError, TrainerError
-    from resrl_agent.jobs import build_engine
-    from resrl_agent.trainer.engines import make_engine
+    from resrl_agent.run.engines import make_engine, play_engine
     from resrl_agent.trainer.loop import Trainer
 
     find_spec = importlib.util.find_spec
@@ -186,7 +185,7 @@ def test_clear_errors_without_vllm_and_for_openai(
     with pytest.raises(ConfigError, match=r"vllm package is not installed.*pip install"):
         make_engine(_config(tmp_path / "a"))
     with pytest.raises(ConfigError, match=r"vllm package is not installed.*pip install"):
-        build_engine(_config(tmp_path / "a"))  # `resrl-agent rollout` / `eval` build their vLLM engine the same way
+        play_engine(_config(tmp_path / "a"))  # `resrl-agent rollout` / `eval` build their vLLM engine the same way
     openai = _config(tmp_path / "b", "engine.backend=openai", "engine.url=http://127.0.0.1:9/v1")
     with pytest.raises(TrainerError, match="push the learner's weights"):
         Trainer(openai)

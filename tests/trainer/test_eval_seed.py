@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from resrl_agent.config import load_config
-from resrl_agent.jobs import rollout_settings
-from resrl_agent.trainer.tasks import eval_tasks, held_out_split
+from resrl_agent.run.settings import rollout_settings
+from resrl_agent.run.tasks import eval_tasks, held_out_split
 
 BASE = ["env.id=resrl/Echo-v0", "eval.num_tasks=5"]
 
@@ -29,6 +29,10 @@ def test_without_eval_seed_the_run_seed_draws_the_held_out_set() -> None:
     assert (sampling.temperature, sampling.top_p) == (b.eval.temperature, b.eval.top_p)
 
 
-def test_held_out_split_prefers_env_eval_split() -> None:
-    assert held_out_split(load_config(None, ["env.eval_split=valid", "eval.split=test"])) == "valid"
+def test_held_out_split_prefers_the_eval_sections_own_split() -> None:
+    """``eval.split`` is an evaluation's override (``resrl-agent eval CONFIG eval.split=valid``), so it wins over
+    the env's ``eval_split``; the trainer's comparison and ``eval`` read the same rule."""
+    assert held_out_split(load_config(None, ["env.eval_split=valid", "eval.split=test"])) == "test"
+    assert held_out_split(load_config(None, ["env.eval_split=valid"])) == "valid"
     assert held_out_split(load_config(None, ["eval.split=test"])) == "test"
+    assert held_out_split(load_config(None, [])) is None

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from resrl_agent.config import load_config
+from resrl_agent.run.tasks import train_tasks
 from resrl_agent.trainer.metrics import read_metrics
-from resrl_agent.trainer.tasks import train_tasks
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -1,9 +1,9 @@
-"""Which tasks a run plays: training groups per iteration and a fixed held-out evaluation set.
+"""Which tasks a job plays: training groups per iteration and one fixed held-out set, for every job.
 
-``jobs.sample_tasks`` ignores splits and can draw one task twice in an iteration (two groups would then share a
-group id and merge); here training draws come from ``env.train_split`` without replacement inside an iteration,
-and the held-out set is the first ``num_tasks`` of a seeded shuffle of ``env.eval_split``, the same for every
-evaluation of a run.
+Training draws come from ``env.train_split`` without replacement inside an iteration (so two groups never share a
+task, and so a group id). The held-out set is ``num_tasks`` of a seeded shuffle of :func:`held_out_split` with
+reset and sampling seeds from ``eval.seed`` (else the run's seed): the trainer's held-out comparison,
+``resrl-agent eval`` and the benchmarks all call :func:`eval_tasks`, so they score the very same episodes.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ def train_tasks(
 
 
 def held_out_split(config: RunConfig) -> str | None:
-    """The split the held-out set is drawn from: ``env.eval_split``, else ``eval.split``."""
-    return config.env.eval_split or config.eval.split
+    """The split the held-out set is drawn from: ``eval.split`` (an evaluation's own override), else
+    ``env.eval_split``; None: every task id the env lists."""
+    return config.eval.split if config.eval.split is not None else config.env.eval_split
 
 
 def eval_tasks(config: RunConfig, num_tasks: int, samples: int = 1) -> list[TaskSpec]:
