@@ -38,6 +38,7 @@ from torch.utils.checkpoint import checkpoint
 from resrl_agent.algorithms.losses import ppo_loss
 from resrl_agent.errors import TrainerError
 from resrl_agent.trainer.distributed import DataParallel, assign_groups, clip_grad_norm
+from resrl_agent.trainer.metrics import reduce_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -247,11 +248,6 @@ class LearnerSettings:
             entropy_coef=loss.entropy_coef,
             gradient_checkpointing=config.model.gradient_checkpointing,
         )
-
-
-# Metrics a micro-batch reports as its share of the mini-batch value (already divided by the mini-batch's count):
-# they add up across micro-batches and ranks; every other metric is a mean, weighted by tokens.
-_PARTIAL_SUMS = frozenset({"loss/pg_loss"})
 
 
 def _trim(tensor: torch.Tensor, rows: list[int], width: int) -> torch.Tensor:
@@ -473,7 +469,13 @@ class Learner:
                 entropy_coef=s.entropy_coef,
                 denominator=denominator,
             )
-            return loss, metrics, n
+            # ppo_loss's pg_loss is this micro-batch's part of the mini-batch's (divided by the whole denominator);
+            # as a metric it is the micro-batch's own aggregate, weighted by its share of the denominator (tokens,
+            # or rows for the seq-mean aggregations), so the weighted mean over micro-batches and ranks is the whole.
+            share = n if s.agg == "token-mean" else int((sub.sum(dim=1) > 0).sum())
+            out: dict[str, Any] = dict(metrics)
+            out["loss/pg_loss"] = (float(metrics["loss/pg_loss"]) * denominator / share, share)
+            return loss, out, n
 
         return self._accumulate(input_ids, attention_mask, mask, loss_fn, apply=apply)
 
@@ -572,8 +574,7 @@ class Learner:
         if par is not None:
             num_tokens, num_rows = (int(v) for v in par.sum([num_tokens, num_rows]))
         denominator = float(max(num_tokens if agg == "token-mean" else num_rows, 1))
-        sums: dict[str, float] = {}
-        weights: dict[str, float] = {}
+        records: list[tuple[dict[str, float], float]] = []  # the micro-batches' metrics, for reduce_metrics
         total_loss = 0.0
         finite = True
         micro = [
@@ -601,26 +602,25 @@ class Learner:
                 continue
             loss.backward()
             total_loss += float(loss.detach())
-            for key, value in metrics.items():
-                # a metric is a value averaged over the micro-batch's n tokens, or (value, its own token count)
-                v, w = (float(value[0]), value[1]) if isinstance(value, tuple) else (float(value), n)
-                _add_metric(sums, weights, key, v, weighted=v * w, weight=w)
+            records.extend(_metric_records(metrics, n))
         num_micro = len(micro)
         if par is not None:
             for _ in range(passes - len(micro)):
                 self._dummy_pass(backward=True)
             par.sync_grads([p for p in self.model.parameters() if p.requires_grad])
-            sums, weights, total_loss, finite, num_micro = _merge_ranks(
-                par.gather((sums, weights, total_loss, finite, len(micro)))
-            )
+            parts = par.gather((records, total_loss, finite, len(micro)))
+            records = [record for part in parts for record in part[0]]
+            total_loss = sum(part[1] for part in parts)
+            finite = all(part[2] for part in parts)
+            num_micro = sum(part[3] for part in parts)
+        out = reduce_metrics(records)
         if not apply:
-            return {key: sums[key] / max(weights[key], 1e-12) for key in sums} | {"loss/total": total_loss}
+            return out | {"loss/total": total_loss}
         grad_norm = math.nan
         if finite:
             params = [p for p in self.model.parameters() if p.grad is not None]
             grad_norm = clip_grad_norm(params, self.settings.grad_clip, parallel=par)
             finite = math.isfinite(grad_norm)
-        out = {key: sums[key] / max(weights[key], 1e-12) for key in sums}
         if finite:
             self.optimizer.step()
             self.scheduler.step()
@@ -707,34 +707,11 @@ class Learner:
         return optimizer, scheduler
 
 
-def _add_metric(
-    sums: dict[str, float], weights: dict[str, float], key: str, value: float, *, weighted: float, weight: float
-) -> None:
-    """Fold one metric into running sums: ``*_max`` keys keep the max, partial sums add, the rest add weighted."""
-    if key.endswith("_max"):
-        sums[key] = max(sums.get(key, -math.inf), value)
-        weights[key] = 1.0
-    elif key in _PARTIAL_SUMS:
-        sums[key] = sums.get(key, 0.0) + value
-        weights[key] = 1.0
-    else:
-        sums[key] = sums.get(key, 0.0) + weighted
-        weights[key] = weights.get(key, 0.0) + weight
-
-
-def _merge_ranks(
-    parts: list[tuple[dict[str, float], dict[str, float], float, bool, int]],
-) -> tuple[dict[str, float], dict[str, float], float, bool, int]:
-    """Token-weighted metric sums, the loss, the finite flag and the micro-batch count of every rank, combined."""
-    sums: dict[str, float] = {}
-    weights: dict[str, float] = {}
-    for part_sums, part_weights, _, _, _ in parts:
-        for key, value in part_sums.items():
-            _add_metric(sums, weights, key, value, weighted=value, weight=part_weights[key])
-    return (
-        sums,
-        weights,
-        sum(p[2] for p in parts),
-        all(p[3] for p in parts),
-        sum(p[4] for p in parts),
-    )
+def _metric_records(metrics: dict[str, Any], tokens: int) -> list[tuple[dict[str, float], float]]:
+    """A micro-batch's metrics as :func:`~resrl_agent.trainer.metrics.reduce_metrics` records: a value is a mean
+    over the micro-batch's ``tokens``, or a (value, weight) pair with its own weight; one record per weight."""
+    by_weight: dict[float, dict[str, float]] = {}
+    for key, value in metrics.items():
+        v, w = (float(value[0]), float(value[1])) if isinstance(value, tuple) else (float(value), float(tokens))
+        by_weight.setdefault(w, {})[key] = v
+    return [(record, weight) for weight, record in by_weight.items()]

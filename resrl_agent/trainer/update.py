@@ -30,6 +30,7 @@ from resrl_agent.config import AlgoConfig, RunConfig
 from resrl_agent.seeding import derive_seed
 from resrl_agent.trainer.distributed import assign_groups
 from resrl_agent.trainer.learner import Learner
+from resrl_agent.trainer.metrics import reduce_metrics
 from resrl_agent.types import Batch, Episode, collate
 
 __all__ = ["TurnAdvantages", "apply_resrl", "compute_turn_advantages", "tensor_stats", "train_on_episodes"]
@@ -210,55 +211,6 @@ def apply_resrl(
     return out, metrics
 
 
-def _mean_metrics(records: list[dict[str, float]]) -> dict[str, float]:
-    keys = dict.fromkeys(k for r in records for k in r)
-    out = {}
-    for key in keys:
-        values = [r[key] for r in records if key in r]
-        out[key] = max(values) if key.endswith("_max") else sum(values) / len(values)
-    return out
-
-
-# metrics each rank computes on its own rows, and how their values combine across ranks
-_SUMMED = {"resrl/pos_tokens", "resrl/neg_tokens", "resrl/groups_processed"}
-_PER_GROUP = {"resrl/residual_energy_mean", "resrl/projection_energy_mean"}
-
-
-def _rank_weight(key: str, metrics: dict[str, float], tokens: float) -> float:
-    if key.startswith("resrl/neg_weight") or key == "resrl/neg_reweighted_frac":
-        return metrics.get("resrl/neg_tokens", 0.0)
-    if key in _PER_GROUP:
-        return metrics.get("resrl/groups_processed", 0.0)
-    return tokens
-
-
-def merge_rank_metrics(parts: Sequence[tuple[dict[str, float], float]]) -> dict[str, float]:
-    """Combine per-rank update metrics ``(metrics, loss tokens)``: counts add, means are weighted by what they
-    average (tokens, negative tokens, processed groups), stds pool exactly, mins/maxes and times take the extreme."""
-    out: dict[str, float] = {}
-    keys = dict.fromkeys(k for m, _ in parts for k in m)
-    for key in keys:
-        have = [(m[key], _rank_weight(key, m, n), m) for m, n in parts if key in m]
-        if key in _SUMMED:
-            out[key] = sum(v for v, _, _ in have)
-        elif key.startswith("time/") or key.endswith("_max"):
-            out[key] = max(v for v, _, _ in have)
-        elif key.endswith("_min"):
-            out[key] = min(v for v, _, _ in have)
-        elif key.endswith("_std"):
-            mean_key = key[: -len("_std")] + "_mean"
-            rows = [(v, w, m[mean_key]) for v, w, m in have if w > 0 and mean_key in m]
-            total = sum(w for _, w, _ in rows)
-            mean = sum(w * mu for _, w, mu in rows) / total if total else 0.0
-            spread = sum((w - 1) * v * v + w * (mu - mean) ** 2 for v, w, mu in rows)
-            out[key] = (spread / (total - 1)) ** 0.5 if total > 1 else 0.0
-        else:
-            rows2 = [(v, w) for v, w, _ in have if w > 0 and v == v]  # v == v drops NaN (no processed group)
-            total = sum(w for _, w in rows2)
-            out[key] = sum(v * w for v, w in rows2) / total if total else (have[0][0] if have else float("nan"))
-    return out
-
-
 def train_on_episodes(
     learner: Learner, episodes: Sequence[Episode], config: RunConfig, *, pad_id: int = 0
 ) -> dict[str, float]:
@@ -336,7 +288,7 @@ def train_on_episodes(
     local["time/resrl_s"] = time.perf_counter() - start
     local.update(tensor_stats("adv/token", adv[mask]))
     tokens = float(mask.sum())
-    metrics.update(local if par is None else merge_rank_metrics(par.gather((local, tokens))))
+    metrics.update(local if par is None else reduce_metrics(par.gather((local, tokens))))
     ref = None
     if config.algo.loss.kl_coef > 0:
         ref = learner.reference_logprobs(ids, attn, mask)
@@ -360,6 +312,5 @@ def train_on_episodes(
                     ref_logprobs=None if ref is None else ref[sel],
                 )
             )
-    metrics.update(_mean_metrics(steps))
-    metrics["guard/skipped_steps"] = sum(s["guard/skipped_step"] for s in steps)
+    metrics.update(reduce_metrics((step, 1.0) for step in steps))  # guard/skipped_step: how many were skipped
     return metrics

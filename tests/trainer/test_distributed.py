@@ -22,7 +22,8 @@ import torch
 from resrl_agent.config import load_config
 from resrl_agent.trainer.distributed import assign_groups, free_port
 from resrl_agent.trainer.learner import Learner, LearnerSettings
-from resrl_agent.trainer.update import merge_rank_metrics, train_on_episodes
+from resrl_agent.trainer.metrics import reduce_metrics
+from resrl_agent.trainer.update import train_on_episodes
 from resrl_agent.types import collate
 
 OVERRIDES = [
@@ -178,7 +179,7 @@ def test_two_learners_take_the_single_learners_step(results: dict[str, Any], sin
         assert m[key] == rank1["metrics"][key], key
     for key in ("resrl/neg_weight_mean", "resrl/neg_weight_std", "rollout/logprob_abs_diff", "rollout/entropy"):
         assert math.isclose(m[key], r[key], rel_tol=1e-5), (key, m[key], r[key])
-    assert m["guard/skipped_steps"] == 0.0
+    assert m["guard/skipped_step"] == 0.0
 
 
 @pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
@@ -248,7 +249,7 @@ def test_rank_metrics_merge_like_the_whole_batch() -> None:
         (tensor_stats("adv/token", a) | {"resrl/neg_tokens": 2.0, "time/resrl_s": 0.1}, 3.0),
         (tensor_stats("adv/token", b) | {"resrl/neg_tokens": 5.0, "time/resrl_s": 0.3}, 2.0),
     ]
-    merged = merge_rank_metrics(parts)
+    merged = reduce_metrics(parts)
     whole = tensor_stats("adv/token", torch.cat([a, b]))
     for key, value in whole.items():
         assert math.isclose(merged[key], value, rel_tol=1e-9), key

@@ -67,5 +67,5 @@ def test_two_iterations_with_ray_on_math(ray_trainer: Any) -> None:
     for record in rl:
         assert record["rollout/episodes"] == 12.0 and record["rollout/groups"] == 3.0
         assert record["rollout/logprob_abs_diff"] < 1e-4  # the inference actor samples from the pushed weights
-        assert record["update/rows"] + 0 >= 0 and record["guard/skipped_steps"] == 0.0
+        assert record["update/rows"] + 0 >= 0 and record["guard/skipped_step"] == 0.0
     assert (ray_trainer.run_dir / "checkpoints" / "iter_00002.pt").is_file()

@@ -43,7 +43,7 @@ def test_two_learner_actors_train_on_math(
         assert [r["step"] for r in rl] == [0, 1]
         for record in rl:
             assert record["ray/learners"] == 2.0 and record["rollout/episodes"] == 8.0
-            assert record["update/rows"] == 8.0 and record["guard/skipped_steps"] == 0.0
+            assert record["update/rows"] == 8.0 and record["guard/skipped_step"] == 0.0
             # the inference actor samples from rank 0's gathered weights: sampling and learner agree
             assert record["rollout/logprob_abs_diff"] < 1e-4
         # rank 0 saved the whole (unsharded) state; it loads back into both ranks unchanged
