@@ -1,7 +1,8 @@
-"""Environments: one folder per env; every env id is registered with gymnasium here, lazily.
+"""Environments: one folder per env, each describing itself in ``envs/<name>/spec.py`` (:class:`envs.spec.EnvSpec`).
 
-``import envs`` registers the ids; ``gymnasium.make("resrl/Echo-v0")`` then imports the env module on demand.
-Add an env: create ``envs/<name>/`` (env.py, actions.py, prompts.py) and add one ``register`` line below.
+``import envs`` collects the specs (the built-in ones and those of installed plugins, entry point group
+``resrl_agent.envs``) and registers every id with gymnasium, lazily: ``gymnasium.make("resrl/Echo-v0")`` then
+imports the env module on demand. Adding an env: docs/adding-an-env.md.
 """
 
 from __future__ import annotations
@@ -11,39 +12,56 @@ from collections.abc import Callable
 from typing import Any
 
 from envs.base import EnvError, Parsed, TextEnv, register
+from envs.spec import EnvSpec, discover_specs
 
-__all__ = ["ENV_MODULES", "EnvError", "Parsed", "TextEnv", "env_ids", "load_module", "register"]
+__all__ = [
+    "SPECS",
+    "EnvError",
+    "EnvSpec",
+    "Parsed",
+    "TextEnv",
+    "action_parser",
+    "env_class",
+    "env_ids",
+    "load_module",
+    "spec",
+]
 
-# env id -> the package holding env.py, actions.py and prompts.py
-ENV_MODULES: dict[str, str] = {
-    "resrl/Echo-v0": "envs.echo",
-    "resrl/ALFWorld-v0": "envs.alfworld",
-    "resrl/FunctionCalling-v0": "envs.function_calling",
-    "resrl/WebShop-v0": "envs.webshop",
-    "resrl/Math-v0": "envs.math",
-    "resrl/BabyAI-v0": "envs.babyai",
-}
-
-register("resrl/Echo-v0", "envs.echo.env:EchoEnv")
-register("resrl/ALFWorld-v0", "envs.alfworld.env:AlfworldEnv")
-register("resrl/FunctionCalling-v0", "envs.function_calling.env:FunctionCallingEnv")
-register("resrl/WebShop-v0", "envs.webshop.env:WebShopEnv")
-register("resrl/Math-v0", "envs.math.env:MathEnv")
-register("resrl/BabyAI-v0", "envs.babyai.env:BabyAIEnv")
+SPECS: dict[str, EnvSpec] = discover_specs()  # env id -> its spec
+for _spec in SPECS.values():
+    register(_spec.id, _spec.entry_point)
 
 
 def env_ids() -> list[str]:
-    """Every env id this package registers."""
-    return sorted(ENV_MODULES)
+    """Every registered env id (built-in and plugins)."""
+    return sorted(SPECS)
+
+
+def spec(env_id: str) -> EnvSpec:
+    """The spec of a registered env id; an EnvError that lists the registered ids otherwise."""
+    try:
+        return SPECS[env_id]
+    except KeyError:
+        raise EnvError(f"unknown env id {env_id!r}", hint=f"registered ids: {', '.join(env_ids())}") from None
+
+
+def env_class(env_id: str) -> Any:
+    """The class behind a gymnasium id (its module is imported): registered here, or by anyone with gymnasium."""
+    import gymnasium as gym
+
+    try:
+        entry = gym.spec(env_id).entry_point
+    except gym.error.Error:
+        raise EnvError(f"unknown env id {env_id!r}", hint=f"registered ids: {', '.join(env_ids())}") from None
+    if isinstance(entry, str):
+        module, _, name = entry.partition(":")
+        return getattr(importlib.import_module(module), name)
+    return entry
 
 
 def load_module(env_id: str, part: str) -> Any:
-    """Import ``envs.<name>.<part>`` (``actions``, ``prompts``) for a registered env id."""
-    try:
-        package = ENV_MODULES[env_id]
-    except KeyError:
-        raise EnvError(f"unknown env id {env_id!r}", hint=f"registered ids: {', '.join(env_ids())}") from None
-    return importlib.import_module(f"{package}.{part}")
+    """Import the env's ``actions`` or ``prompts`` module (``<spec.package>.<part>``)."""
+    return importlib.import_module(f"{spec(env_id).package}.{part}")
 
 
 def action_parser(env_id: str) -> Callable[[str], Parsed]:

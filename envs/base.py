@@ -1,4 +1,4 @@
-"""The environment contract every resrl-agent env keeps (DESIGN.md "Contracts" and "Environments").
+"""The environment contract every resrl-agent env keeps (docs/design.md "Contracts" and "Environments").
 
 An env is a ``gymnasium.Env`` whose observations and actions are text. ``reset(seed, options)`` takes
 ``options={"task_id": ...}`` (or ``"split"`` / ``"task_type"``) so that the G rollouts of a group start from
@@ -15,6 +15,7 @@ This module imports gymnasium and the standard library only: env-server images s
 from __future__ import annotations
 
 import hashlib
+import json
 import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ __all__ = [
     "TextSpace",
     "anchor_key",
     "check_info",
+    "info_json_default",
+    "jsonable_info",
     "register",
 ]
 
@@ -256,3 +259,26 @@ def register(env_id: str, entry_point: str, *, max_episode_steps: int | None = N
     gym.register(
         id=env_id, entry_point=entry_point, max_episode_steps=max_episode_steps, disable_env_checker=True, kwargs=kwargs
     )
+
+
+def info_json_default(value: Any) -> Any:
+    """The one rule for info values JSON has no type for (``json.dumps(..., default=info_json_default)``): numpy
+    scalars and arrays become Python numbers and lists (anything with ``tolist``), sets sorted lists, anything else
+    its ``str``. The env server encodes infos with it, and a local rollout stores :func:`jsonable_info`, so an info
+    reads the same in a local and in a remote run."""
+    if hasattr(value, "tolist") and callable(value.tolist):
+        return value.tolist()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def jsonable_info(info: dict[str, Any]) -> dict[str, Any]:
+    """``info`` as it reads after a JSON round trip with :func:`info_json_default` (what a remote client gets)."""
+    try:
+        loaded: dict[str, Any] = json.loads(json.dumps(info, default=info_json_default, ensure_ascii=False))
+    except (TypeError, ValueError) as err:  # a non-str key that JSON cannot hold, a circular value
+        raise EnvError(
+            f"the env's info cannot be stored as JSON: {err}", hint="use str keys and plain values"
+        ) from None
+    return loaded

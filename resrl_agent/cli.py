@@ -359,12 +359,15 @@ def serve_tools(
 
 
 def _mount_env_apps() -> None:
-    """Env-specific command groups (``resrl-agent webshop play`` ...), each an env's own ``cli.py``."""
-    from envs.alfworld.cli import app as alfworld_app
-    from envs.webshop.cli import app as webshop_app
+    """Env-specific command groups (``resrl-agent webshop play`` ...): every env spec with a ``cli``."""
+    import importlib
 
-    app.add_typer(alfworld_app, name="alfworld", help="ALFWorld: generate games for the real engine.")
-    app.add_typer(webshop_app, name="webshop", help="WebShop: play in the terminal, inspect the catalogue.")
+    import envs
+
+    for spec in envs.SPECS.values():
+        if spec.cli is not None:
+            module, _, attr = spec.cli.partition(":")
+            app.add_typer(getattr(importlib.import_module(module), attr), name=spec.cli_name, help=spec.cli_help)
 
 
 _mount_env_apps()

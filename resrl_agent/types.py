@@ -3,7 +3,7 @@
 Token ids in a Turn are exactly what the tokenizer produced for the env's messages and what the inference
 engine sampled for the model's replies; they are never produced by decoding and re-encoding text.
 
-Context modes (DESIGN.md "The one record"):
+Context modes (docs/design.md "The one record"):
 - ``concat``: the conversation is one growing sequence. ``Turn.prompt_ids`` holds the tokens appended since the
   previous turn's response (the whole prompt at turn 0). A training row is an episode with one assistant span
   per turn; the loss covers the spans only.

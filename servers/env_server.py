@@ -3,7 +3,7 @@
 ``create_app(settings)`` builds the FastAPI app; ``serve(settings, host, port)`` runs it with uvicorn;
 ``python -m servers.env_server --help`` (or ``resrl-agent serve env``) starts it from a shell.
 
-Routes (DESIGN.md "Serving"): ``POST /v1/sessions`` (env id + kwargs), ``POST /v1/sessions/{id}/reset``,
+Routes (docs/design.md "Serving"): ``POST /v1/sessions`` (env id + kwargs), ``POST /v1/sessions/{id}/reset``,
 ``POST /v1/sessions/{id}/step`` (action, optional client ``request_id``), ``DELETE /v1/sessions/{id}``,
 ``POST /v1/sessions:step`` (batched step: 200 with a result or an error object per item), the WebSockets
 ``/v1/ws`` and ``/v1/sessions/{id}/ws`` (the same operations as messages; served as plain ASGI by ``_Guard``),
@@ -178,11 +178,11 @@ def _validation_answer(errors: list[Any], *, json_invalid: bool) -> tuple[int, d
 
 
 def _env_list(manager: SessionManager) -> dict[str, Any]:
-    from servers.workers import _entry_class
+    import envs
 
     listed = []
     for env_id in manager.env_ids:
-        cls = _entry_class(env_id)
+        cls = envs.env_class(env_id)
         obs = int(getattr(cls, "max_observation_chars", 1 << 20))
         act = int(getattr(cls, "max_action_chars", 1 << 20))
         listed.append(

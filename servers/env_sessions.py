@@ -1,6 +1,6 @@
 """Sessions of the env server: the settings, the worker pool and the session table with its rules.
 
-:class:`SessionManager` owns every rule of DESIGN.md "Serving" that is not HTTP: the env allow-list
+:class:`SessionManager` owns every rule of docs/design.md "Serving" that is not HTTP: the env allow-list
 (ENV_NOT_FOUND), the capacity (CAPACITY), idle expiry (TTL), 409 after the episode ended, idempotent steps by
 client request id, the batched step fanned out to all workers at once, and sessions ended by a worker's
 crash or a step timeout. Successful reset/step answers are JSON bytes built by the worker and passed on.

@@ -4,7 +4,7 @@ Every request and response body of the HTTP routes is a model here, so the OpenA
 whole protocol. WebSocket messages carry the same bodies with an ``op`` (see :class:`WsRequest`).
 
 Errors are ``{"error": {"code", "message", "hint"?}}`` with the HTTP status of :data:`ERROR_STATUS`
-(DESIGN.md "Serving"). The batched step is the one answer that is 200 with per-item results, each item a
+(docs/design.md "Serving"). The batched step is the one answer that is 200 with per-item results, each item a
 result or an error object.
 """
 

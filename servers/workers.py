@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -38,8 +37,8 @@ from typing import Any
 
 import gymnasium as gym
 
-import envs  # noqa: F401 - registers every env id
-from envs.base import EnvError
+import envs
+from envs.base import EnvError, info_json_default
 
 __all__ = ["EnvHost", "Op", "ProcessWorker", "Reply", "ThreadWorker", "Worker", "worker_main"]
 
@@ -55,16 +54,9 @@ _ENTRY = "from servers.workers import worker_main; worker_main()"
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _jsonable(value: Any) -> Any:
-    """``json.dumps`` fallback for values envs put in ``info`` (numpy scalars and arrays, sets, tuples)."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value, key=str)
-    return str(value)
-
-
-_ENCODER = json.JSONEncoder(default=_jsonable, ensure_ascii=False, separators=(",", ":"))  # built once, not per op
+_ENCODER = json.JSONEncoder(
+    default=info_json_default, ensure_ascii=False, separators=(",", ":")
+)  # built once, not per op
 
 
 def _dumps(payload: dict[str, Any]) -> bytes:
@@ -76,14 +68,6 @@ def _space_spec(space: Any) -> dict[str, int]:
         "min_length": int(getattr(space, "min_length", 0)),
         "max_length": int(getattr(space, "max_length", 1 << 20)),
     }
-
-
-def _entry_class(env_id: str) -> Any:
-    entry = gym.spec(env_id).entry_point
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        return getattr(importlib.import_module(module), name)
-    return entry
 
 
 class EnvHost:
@@ -113,7 +97,7 @@ class EnvHost:
             return False, ("ENV_CRASHED", f"the env raised {type(error).__name__}: {error}", "create a new session")
 
     def _create(self, session_id: str, env_id: str, kwargs: dict[str, Any]) -> Reply:
-        blocked = sorted(set(kwargs) & set(getattr(_entry_class(env_id), "test_only_kwargs", ())))
+        blocked = sorted(set(kwargs) & set(getattr(envs.env_class(env_id), "test_only_kwargs", ())))
         if blocked and not self.test_knobs:
             return False, (
                 "BAD_REQUEST",

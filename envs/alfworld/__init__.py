@@ -1,6 +1,5 @@
-"""``resrl/ALFWorld-v0``: the real alfworld TextWorld engine on games the project generates (see README.md)."""
+"""``resrl/ALFWorld-v0``: the real alfworld TextWorld engine on games the project generates (see README.md).
 
-from envs.alfworld.env import AlfworldConfig, AlfworldEnv
-from envs.alfworld.vector import AlfworldVectorEnv, EnvResult
-
-__all__ = ["AlfworldConfig", "AlfworldEnv", "AlfworldVectorEnv", "EnvResult"]
+This package imports nothing: ``import envs`` reads ``spec.py`` of every env, and an env's dependencies load
+only when the env is made (``spec.entry_point``).
+"""

@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tools.cache import cache_dir
+
 logger = logging.getLogger(__name__)
 
 TASK_TYPES: dict[int, str] = {
@@ -151,14 +153,12 @@ def _engine_versions() -> tuple[tuple[str, str], ...]:
 def default_translation_dir() -> Path:
     """``<cache dir>/translations/<versions>``: one folder per engine version, so an upgrade starts an empty one.
 
-    The cache dir is ``games.cache_dir()`` (``$RESRL_CACHE/alfworld`` or ``~/.cache/resrl-agent/alfworld``), read
-    at every call, as the shipped games' folder is.
+    The cache dir is ``tools.cache.cache_dir("alfworld")`` (``$RESRL_CACHE/alfworld`` or
+    ``~/.cache/resrl-agent/alfworld``), read at every call, as the shipped games' folder is.
     """
-    from envs.alfworld.games import cache_dir  # games imports this module
-
     short = {"python": "py", "alfworld": "alfworld", "textworld": "tw", "fast-downward-textworld": "fd"}
     tag = "-".join(f"{short[name]}{version}" for name, version in _engine_versions())
-    return cache_dir() / "translations" / tag
+    return cache_dir("alfworld", "translations", tag)
 
 
 @functools.cache

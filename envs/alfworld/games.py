@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from envs.alfworld.engine import TASK_TYPE_IDS
 from envs.alfworld.generator import SPLITS, generate, unpack
 from envs.base import EnvError
+from tools.cache import cache_dir as shared_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +25,8 @@ SHIPPED_ARCHIVE = Path(__file__).resolve().parent / "data" / "games.json.gz"
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("RESRL_CACHE")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "resrl-agent"
-    return base / "alfworld"
+    """Where ALFWorld's games and translations are kept: ``tools.cache.cache_dir("alfworld")``."""
+    return shared_cache_dir("alfworld")
 
 
 def shipped_games_dir() -> Path:

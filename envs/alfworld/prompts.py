@@ -1,6 +1,6 @@
 """Message contents for ALFWorld (chat rendering happens in resrl_agent.rollout).
 
-Two context modes (DESIGN.md): in ``concat`` mode the first user message is :func:`user_message` at reset and each
+Two context modes (docs/design.md): in ``concat`` mode the first user message is :func:`user_message` at reset and each
 later one is :func:`observation_message`; in ``window`` mode every turn is one :func:`user_message` holding the task,
 the last ``k`` steps (``history``), the current observation and the admissible commands.
 """

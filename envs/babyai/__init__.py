@@ -1,19 +1,5 @@
 """``resrl/BabyAI-v0``: minigrid's BabyAI levels as a text game (see envs/babyai/README.md).
 
-``envs.babyai.actions`` and ``envs.babyai.prompts`` import no minigrid (every env's corpus texts run when the tiny
-model is built), so this package imports ``env`` (and minigrid) only when ``BabyAIEnv`` is asked for.
+This package imports nothing: ``import envs`` reads ``spec.py`` of every env, and an env's dependencies load
+only when the env is made (``spec.entry_point``).
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["BabyAIEnv"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "BabyAIEnv":
-        from envs.babyai.env import BabyAIEnv
-
-        return BabyAIEnv
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,5 @@
-"""``resrl/Echo-v0``: a trivial env that echoes the action, for tests, smoke runs and server benchmarks."""
+"""``resrl/Echo-v0``: a trivial env that echoes the action, for tests, smoke runs and server benchmarks.
 
-from envs.echo.env import EchoEnv
-
-__all__ = ["EchoEnv"]
+This package imports nothing: ``import envs`` reads ``spec.py`` of every env, and an env's dependencies load
+only when the env is made (``spec.entry_point``).
+"""

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from envs.function_calling.tasks import FCTask
+from envs.function_calling.fctask import FCTask
 from tools.bfcl import BFCLSession
 from tools.bfcl.filesystem import Directory, File
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from envs.base import EnvError
+from envs.function_calling.fctask import FCTask
 
 __all__ = ["BFCL_TASK_SETS", "TASK_SETS", "FCTask", "load_task", "task_ids"]
 
@@ -22,28 +22,6 @@ BFCL_TASK_SETS = {
 }
 TASK_SETS = (*BFCL_TASK_SETS, "generated")
 MISSED_FUNCTIONS_MESSAGE = "I have updated some more functions you can choose from. What about now?"
-
-
-@dataclass(frozen=True)
-class FCTask:
-    """One multi-turn task: user turns, backends' initial config and the ground-truth calls of each turn.
-
-    ``missed_functions`` maps a turn index to the functions withheld from the tool list until that turn
-    (BFCL's miss_func category); that turn's user message is :data:`MISSED_FUNCTIONS_MESSAGE`.
-    """
-
-    task_id: str
-    task_set: str
-    user_turns: list[str]
-    initial_config: dict[str, Any]
-    involved_classes: list[str]
-    ground_truth: list[list[str]]
-    missed_functions: dict[int, list[str]] = field(default_factory=dict)
-    long_context: bool = False
-
-    @property
-    def num_turns(self) -> int:
-        return len(self.ground_truth)
 
 
 def _read_gz(name: str) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ answers in ``<action>``. With history, the prompt also gives the number of steps
 ``history_window`` (verl-agent: 2) observation/action pairs and the current step number. verl-agent's list also
 shows ``click[search]``, which the env ignores; ours lists only actions the page accepts.
 
-Context modes (DESIGN.md): ``window`` mode sends :func:`user_message` every turn; ``concat`` mode sends it once and
+Context modes (docs/design.md): ``window`` mode sends :func:`user_message` every turn; ``concat`` mode sends it once and
 then :func:`observation_message`.
 """
 

@@ -1,6 +1,6 @@
 """Pure tensor math of the update: advantages, GiGPO grouping, ResRL token weights and the PPO loss.
 
-No Ray, no I/O, no logging, no global RNG (STYLE.md Invariant 3). DESIGN.md "Algorithms (exact)" is the spec.
+No Ray, no I/O, no logging, no global RNG (import-linter checks the imports). docs/design.md "Algorithms (exact)" is the spec.
 """
 
 from __future__ import annotations
@@ -18,13 +18,15 @@ from resrl_agent.algorithms.advantages import (
 )
 from resrl_agent.algorithms.gigpo import gigpo_advantages
 from resrl_agent.algorithms.losses import agg_loss, kl_penalty, ppo_loss
-from resrl_agent.algorithms.resrl import alignment_bound, reweight_advantages, token_weights
+from resrl_agent.algorithms.resrl import ResRLFit, ResRLParams, fit_resrl, reweight_advantages
 
 __all__ = [
+    "ResRLFit",
+    "ResRLParams",
     "agg_loss",
-    "alignment_bound",
     "dapo_keep_mask",
     "dapo_overlong_penalty",
+    "fit_resrl",
     "gigpo_advantages",
     "group_index",
     "group_normalize",
@@ -35,6 +37,5 @@ __all__ = [
     "ppo_loss",
     "psr",
     "reweight_advantages",
-    "token_weights",
     "w_reinforce",
 ]

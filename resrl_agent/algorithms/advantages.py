@@ -1,4 +1,4 @@
-"""Outcome advantages: GRPO, NSR, PSR, W-REINFORCE and DAPO's filters (DESIGN.md "Algorithms (exact)").
+"""Outcome advantages: GRPO, NSR, PSR, W-REINFORCE and DAPO's filters (docs/design.md "Algorithms (exact)").
 
 Every function takes one scalar reward per sample (a 1-D tensor) and, where the estimator needs it,
 the sample's group id (any hashable; a group is the G rollouts of one task). Groups are exact: the
@@ -207,7 +207,7 @@ def outcome_turn_advantages(
 
     Every turn starts from its episode's score; a turn whose output did not parse (``turn_invalid``) has
     ``invalid_penalty`` taken off, so within one episode it is always below the episode's valid turns (verl-agent
-    applies the same penalty to the step rows' scores before any estimator; DESIGN.md Contract 4).
+    applies the same penalty to the step rows' scores before any estimator; docs/design.md Contract 4).
 
     - GRPO / DAPO normalise the turn scores within the episode group over its turn rows (verl-agent's statistics,
       GiGPO's ``episode_stats="steps"``): the advantages of a group then sum to 0 over its turns, so tokens that

@@ -2,7 +2,7 @@
 
 A = A_E + omega * A_S (GiGPO Eq. 9). A_E normalises each episode's return within its episode group
 (Eq. 3); A_S normalises the discounted return G_t within the step group, all steps of the episode group
-(any episode, any time step) whose anchor key is identical (Eq. 6-8). DESIGN.md "Algorithms (exact)"
+(any episode, any time step) whose anchor key is identical (Eq. 6-8). docs/design.md "Algorithms (exact)"
 fixes the details, including the two places the invalid-action penalty enters.
 """
 

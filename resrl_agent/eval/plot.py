@@ -1,16 +1,13 @@
-"""Pass@k curves as PNG (matplotlib with the Agg backend: no display needed)."""
+"""Pass@k curves and the held-out comparison as PNG (matplotlib with the Agg backend: no display needed)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from resrl_agent.eval.report import EvalReport
-
-__all__ = ["plot_heldout_success", "plot_pass_at_k", "plot_pass_at_k_curves"]
+__all__ = ["plot_heldout_success", "plot_pass_at_k_curves"]
 
 
 def plot_pass_at_k_curves(
@@ -35,12 +32,6 @@ def plot_pass_at_k_curves(
     if len(curves) > 1:
         ax.legend(fontsize=8)
     return _save(fig, path)
-
-
-def plot_pass_at_k(report: EvalReport, path: str | os.PathLike[str]) -> Path:
-    """The report's Pass@k curve for k = 1..n."""
-    title = f"{report.env_id}: Pass@k ({report.num_tasks} tasks x {report.samples_per_task} samples)"
-    return plot_pass_at_k_curves({report.env_id: report.pass_at_k}, path, title=title)
 
 
 def plot_heldout_success(

@@ -4,9 +4,10 @@ Correct means the episode was won (``Episode.won``: the env's own success: a mat
 an ALFWorld goal reached, a WebShop score of 1, every BFCL turn passed). Score is the episode return. A task's
 samples are the episodes of its group (``group_id``), so ``resrl-agent eval`` plays n samples of each task.
 
-Per-env extras: ALFWorld success per task type and the mean goal-condition success; WebShop mean score (the last
-``info["score"]``) and success; function calling (BFCL multi-turn) accuracy; math Avg@n and Pass@n per source
-(benchmark or generated kind). Every env also gets a breakdown by its category key when the info carries one.
+Per-env extras come from the env's own spec (:class:`envs.spec.EnvSpec`): a breakdown by its category
+(``category_key`` in the infos, else ``category_of_task``: ALFWorld's task types, math's sources, BFCL's categories)
+and its ``episode_metrics`` (ALFWorld's goal-condition success, WebShop's mean score, BFCL multi-turn accuracy, math
+Avg@n per source).
 """
 
 from __future__ import annotations
@@ -19,19 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import envs
+from envs.spec import EnvSpec, EpisodeOutcome
 from resrl_agent.eval.metrics import distinct_n, mean_pairwise_edit_similarity, pass_at_k, wilson_interval
 from resrl_agent.eval.summary import summarize
 from resrl_agent.types import Episode
 
-__all__ = ["CATEGORY_KEYS", "EvalReport", "build_report", "report_rows", "write_report"]
+__all__ = ["EvalReport", "build_report", "report_rows", "write_report"]
 
-# the info key that names an episode's category, per env (task type, benchmark ...)
-CATEGORY_KEYS: dict[str, str] = {
-    "resrl/ALFWorld-v0": "task_type",
-    "resrl/Math-v0": "source",
-    "resrl/FunctionCalling-v0": "category",
-    "resrl/WebShop-v0": "category",
-}
 MAX_DIVERSITY_SAMPLES = 16  # pairwise edit similarity is quadratic in samples and in length: bound both
 MAX_DIVERSITY_TOKENS = 512
 
@@ -72,21 +68,18 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _last_info(episode: Episode, key: str) -> Any:
-    for turn in reversed(episode.turns):
-        if key in turn.info:
-            return turn.info[key]
-    return None
+def _outcome(episode: Episode) -> EpisodeOutcome:
+    return EpisodeOutcome(episode.task_id, episode.won, [t.info for t in episode.turns])
 
 
-def _category(episode: Episode, categories: Mapping[str, str] | None) -> str | None:
-    key = CATEGORY_KEYS.get(episode.env_id)
-    value = _last_info(episode, key) if key else None
+def _category(episode: Episode, spec: EnvSpec | None, categories: Mapping[str, str] | None) -> str | None:
+    """The info's ``spec.category_key``, else ``categories[task_id]``, else ``spec.category_of_task``."""
+    key = spec.category_key if spec is not None else None
+    value = _outcome(episode).last(key) if key else None
     if value is None and categories is not None:
         value = categories.get(episode.task_id)
-    if value is None and episode.env_id == "resrl/Math-v0":
-        prefix = episode.task_id.split("-", 1)[0]
-        value = "generated" if prefix == "gen" else prefix
+    if value is None and spec is not None and spec.category_of_task is not None:
+        value = spec.category_of_task(episode.task_id)
     return None if value is None else str(value)
 
 
@@ -126,9 +119,11 @@ def build_report(
         if len(samples) > 1:
             similarity.append(mean_pairwise_edit_similarity(samples[:MAX_DIVERSITY_SAMPLES]))
 
+    env_id = episodes[0].env_id
+    spec = envs.SPECS.get(env_id)  # episodes of an env not installed here: no env extras
     by_category: dict[str, list[list[Episode]]] = {}
     for group in groups:
-        label = _category(group[0], categories)
+        label = _category(group[0], spec, categories)
         if label is not None:
             by_category.setdefault(label, []).append(group)
     breakdown = {}
@@ -142,19 +137,9 @@ def build_report(
             f"pass@{n}": _pass_curve(members, n)[n],
         }
 
-    env_id = episodes[0].env_id
     env_metrics: dict[str, float] = {}
-    if env_id == "resrl/WebShop-v0":
-        scores = [float(_last_info(e, "score") or 0.0) for e in episodes]
-        env_metrics = {"webshop/score": math.fsum(scores) / len(scores), "webshop/success": wins / len(episodes)}
-    elif env_id == "resrl/ALFWorld-v0":
-        gcs = [float(_last_info(e, "goal_condition_success") or 0.0) for e in episodes]
-        env_metrics = {"alfworld/success": wins / len(episodes), "alfworld/goal_condition": math.fsum(gcs) / len(gcs)}
-        env_metrics.update({f"alfworld/success/{k}": v["success"] for k, v in breakdown.items()})
-    elif env_id == "resrl/FunctionCalling-v0":
-        env_metrics = {"bfcl/multi_turn_accuracy": wins / len(episodes)}
-    elif env_id == "resrl/Math-v0":
-        env_metrics = {f"math/avg@{n}/{k}": v["success"] for k, v in breakdown.items()}
+    if spec is not None and spec.episode_metrics is not None:
+        env_metrics = spec.episode_metrics([_outcome(e) for e in episodes], breakdown, n)
 
     return EvalReport(
         env_id=env_id,
@@ -210,7 +195,8 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike[str], *, plot: b
     paths = {"json": target / "eval_report.json"}
     paths["json"].write_text(json.dumps(report.to_dict(), indent=2, sort_keys=False) + "\n", encoding="utf-8")
     if plot:
-        from resrl_agent.eval.plot import plot_pass_at_k
+        from resrl_agent.eval.plot import plot_pass_at_k_curves
 
-        paths["png"] = plot_pass_at_k(report, target / "pass_at_k.png")
+        title = f"{report.env_id}: Pass@k ({report.num_tasks} tasks x {report.samples_per_task} samples)"
+        paths["png"] = plot_pass_at_k_curves({report.env_id: report.pass_at_k}, target / "pass_at_k.png", title=title)
     return paths

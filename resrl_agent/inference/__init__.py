@@ -1,1 +1,1 @@
-"""inference (see DESIGN.md)."""
+"""inference (see docs/design.md)."""

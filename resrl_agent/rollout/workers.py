@@ -277,15 +277,11 @@ class PooledEnvRunner(EnvRunner):
 
 
 def _entry_modules(env_id: str) -> list[str]:
-    import gymnasium as gym
+    """The env's own module, for the forkserver to import once (none for an id registered elsewhere)."""
+    import envs
 
-    import envs  # noqa: F401 - registers the env ids
-
-    try:
-        entry = gym.spec(env_id).entry_point
-    except gym.error.Error:
-        return []
-    return [entry.partition(":")[0]] if isinstance(entry, str) else []
+    spec = envs.SPECS.get(env_id)
+    return [spec.entry_point.partition(":")[0]] if spec is not None else []
 
 
 def make_runner(

@@ -1,1 +1,1 @@
-"""trainer (see DESIGN.md)."""
+"""trainer (see docs/design.md)."""

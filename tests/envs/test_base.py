@@ -76,3 +76,26 @@ def test_echo_env_passes_check_env_and_plays_a_known_episode() -> None:
     for _ in range(2):
         assert env.step("x")[3] is False
     assert env.step("x")[3] is True  # truncated at max_steps
+
+
+def test_one_info_json_rule_for_local_and_remote_runs() -> None:
+    """The env server encodes infos with ``info_json_default``; a local rollout stores ``jsonable_info``: the same
+    values either way (numpy scalars and arrays as numbers and lists, sets sorted, other objects as their str)."""
+    import json
+
+    import numpy as np
+
+    from envs.base import info_json_default, jsonable_info
+    from servers.workers import _dumps
+
+    class Door:
+        def __str__(self) -> str:
+            return "a red door"
+
+    info = {"score": np.float32(0.5), "pos": np.array([1, 2]), "n": np.int64(3), "seen": {"b", "a"}, "obj": Door()}
+    local = jsonable_info(info)
+    assert local == {"score": 0.5, "pos": [1, 2], "n": 3, "seen": ["a", "b"], "obj": "a red door"}
+    assert json.loads(_dumps({"info": info}))["info"] == local
+    assert json.loads(json.dumps(info, default=info_json_default)) == local
+    with pytest.raises(EnvError, match="cannot be stored as JSON"):
+        jsonable_info({"k": {(1, 2): "tuple key"}})

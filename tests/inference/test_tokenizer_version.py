@@ -50,7 +50,7 @@ def throwaway_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
         "def corpus_texts():\n    return ['zorblax quuxifer frobnitz wibblewobble ' * 50] * 100\n",
     )
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(envs.ENV_MODULES, THROWAWAY_ID, "resrl_throwaway_env")
+    monkeypatch.setitem(envs.SPECS, THROWAWAY_ID, envs.EnvSpec(THROWAWAY_ID, "resrl_throwaway_env.env:ThrowawayEnv"))
     envs.register(THROWAWAY_ID, "resrl_throwaway_env.env:ThrowawayEnv")
     assert THROWAWAY_ID in envs.env_ids()
     yield THROWAWAY_ID
@@ -236,7 +236,7 @@ def test_the_corpus_imports_no_env(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     """An env whose prompts module fails on import (say, an optional dependency) cannot break a model build."""
     _package(tmp_path, "resrl_broken_env", "raise ImportError('an optional dependency is missing')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(envs.ENV_MODULES, "resrl/Broken-v0", "resrl_broken_env")
+    monkeypatch.setitem(envs.SPECS, "resrl/Broken-v0", envs.EnvSpec("resrl/Broken-v0", "resrl_broken_env.env:Broken"))
     docs = list(corpus(50))
     assert len(docs) == len(corpus_module.env_texts()) + 50 and "resrl_broken_env.prompts" not in sys.modules
     code = (

@@ -1,4 +1,4 @@
-"""Token-exactness on every registered env, both context modes.
+"""Token-exactness on every registered env (each with its spec's ``example_kwargs``), both context modes.
 
 For every turn of the saved (JSONL round-tripped) episodes: the training rows' response tokens are exactly the
 sampled ids, and the logprobs the HF model recomputes at those positions match the rollout logprobs within
@@ -21,14 +21,7 @@ from resrl_agent.rollout.loop import RolloutSettings, TaskSpec, run_episodes
 from resrl_agent.types import collate, read_episodes, write_episodes
 
 TOLERANCE = 1e-4
-ENV_KWARGS: dict[str, dict[str, Any]] = {
-    "resrl/Echo-v0": {"max_steps": 2},
-    "resrl/Math-v0": {"task_set": "math500"},
-    "resrl/WebShop-v0": {},
-    "resrl/FunctionCalling-v0": {},
-    "resrl/ALFWorld-v0": {},
-    "resrl/BabyAI-v0": {"level": "GoToLocal"},
-}
+ENV_KWARGS: dict[str, dict[str, Any]] = {env_id: dict(envs.spec(env_id).example_kwargs) for env_id in envs.env_ids()}
 
 
 def _first_task(env_id: str) -> str | None:
@@ -55,9 +48,6 @@ def _recomputed(model: Any, batch: Any) -> torch.Tensor:
 def test_saved_episodes_are_token_exact(
     env_id: str, mode: str, tiny_model: Any, tiny_tokenizer: Any, tmp_path: Path
 ) -> None:
-    assert env_id in envs.env_ids()
-    if not hasattr(envs.load_module(env_id, "prompts"), "PROMPTS"):  # ALFWorld's prompt builder is still landing
-        pytest.skip(f"{env_id}: its prompts.py has no PROMPTS builder yet")
     task_id = _first_task(env_id)
     tasks = [TaskSpec(task_id, f"it0/{task_id}", g, 11) for g in range(2)]
     settings = RolloutSettings(
