@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from resrl_agent.algorithms.losses import ppo_loss
-from resrl_agent.algorithms.resrl import reweight_advantages, token_weights
+from resrl_agent.algorithms.resrl import fit_resrl, reweight_advantages
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 
 SHAPES = {
@@ -93,7 +93,7 @@ def naive_step(model: Any, opt: Any, batch: tuple[torch.Tensor, ...], groups: li
                 del out
         hidden = torch.cat(states)
         positive = adv > 0
-        weights = token_weights(hidden, mask, positive, groups, negative=adv < 0)
+        weights = fit_resrl(hidden, mask, positive, groups, negative=adv < 0).weights
         adv = reweight_advantages(adv, weights, positive)
     for s in range(0, ids.shape[0], 4):
         out = model(input_ids=ids[s : s + 4].to(dev), attention_mask=attn[s : s + 4].to(dev), output_hidden_states=True)
@@ -121,13 +121,17 @@ def ours_step(learner: Learner, batch: tuple[torch.Tensor, ...], groups: list[in
         positive = adv > 0
         rows, _ = mask.nonzero(as_tuple=True)
         tok_group = [groups[r] for r in rows.tolist()]
-        w = token_weights(
-            hidden[:, None, :],
-            torch.ones(hidden.shape[0], 1, dtype=torch.bool, device=hidden.device),
-            positive[mask][:, None].to(hidden.device),
-            tok_group,
-            negative=(adv < 0)[mask][:, None].to(hidden.device),
-        )[:, 0].cpu()
+        w = (
+            fit_resrl(
+                hidden[:, None, :],
+                torch.ones(hidden.shape[0], 1, dtype=torch.bool, device=hidden.device),
+                positive[mask][:, None].to(hidden.device),
+                tok_group,
+                negative=(adv < 0)[mask][:, None].to(hidden.device),
+            )
+            .weights[:, 0]
+            .cpu()
+        )
         weights = torch.ones_like(adv)
         weights[mask] = w
         adv = reweight_advantages(adv, weights, positive)

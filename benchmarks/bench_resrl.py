@@ -1,6 +1,6 @@
 """Time and peak memory of ResRL's token weighting, randomized vs exact SVD, side by side.
 
-Measures `token_weights` + `reweight_advantages` on a batch shaped like one learner step:
+Measures `fit_resrl` + `reweight_advantages` on a batch shaped like one learner step:
 B rows of T tokens, hidden size d, groups of G rows (half of each group positive, the other half
 negative), hidden states low-rank-plus-noise in bf16 (as the learner's hook hands them over).
 
@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from resrl_agent.algorithms.resrl import reweight_advantages, token_weights
+from resrl_agent.algorithms.resrl import ResRLParams, fit_resrl, reweight_advantages
 
 LEARNER_STEP_S = 0.45  # 0.6B model, 8x2560 tokens, H100 (the Training issue measures the real ratio)
 
@@ -74,18 +74,18 @@ def _worker(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     cuda = device.type == "cuda"
     batch = _make_batch(args, device)
-    gen = torch.Generator(device=device).manual_seed(1)
+    params = ResRLParams(svd=args.worker)
 
     def call(rows: int) -> torch.Tensor:
-        w = token_weights(
+        w = fit_resrl(
             batch["hidden"][:rows],
             batch["mask"][:rows],
             batch["positive"][:rows],
             batch["group_ids"][:rows],
-            svd=args.worker,
-            generator=gen,
-        )
-        return reweight_advantages(batch["token_adv"][:rows], w, batch["positive"][:rows])
+            params,
+            seed=1,
+        ).weights
+        return reweight_advantages(batch["token_adv"][:rows], w, batch["positive"][:rows], pos_scale=params.pos_scale)
 
     def sync() -> None:
         if cuda:
@@ -152,7 +152,7 @@ def main() -> None:
         return
 
     print(
-        f"ResRL token_weights + reweight_advantages: B={args.batch}, T={args.seq}, d={args.dim}, "
+        f"ResRL fit_resrl + reweight_advantages: B={args.batch}, T={args.seq}, d={args.dim}, "
         f"groups of {args.group} (half positive), bf16 hidden, full masks, device={args.device}, "
         f"repeats={args.repeats}"
     )

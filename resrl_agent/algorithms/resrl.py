@@ -14,40 +14,39 @@ outside S is penalised fully. The six steps below are DESIGN.md "Algorithms (exa
 6. w = xi + (1 - xi) f, clamped to [xi, 1]. Positives, padding and skipped groups keep w = 1.
 
 Everything here is detached tensor math (the weights scale advantages; no gradient flows through them).
-Randomness (subsampling, the randomized range finder) comes only from the explicit `generator` shared by the
-groups of a call, or from `group_seeds`: one fresh generator per group, so that a group's weights do not depend
-on which other groups share the call (data-parallel ranks fit different sets of groups).
+The hyper-parameters are one `ResRLParams`. Randomness (subsampling, the randomized range finder) has one
+source: each fitted group draws from its own generator, seeded with `derive_seed(seed, group id)`, so a group's
+weights depend on the call's seed and its own tokens, never on which other groups share the call (data-parallel
+ranks fit different sets of groups); no global RNG.
 
-Steps 1-4 (the subspace fit, the expensive part) run once per call; `token_weights_with_alignment` derives both
-the weights (steps 5-6) and the per-group `AlignmentStats` from that one fit.
+`fit_resrl` runs steps 1-4 (the subspace fit, the expensive part) once per group and derives from that one fit both
+the weights (steps 5-6) and the per-group `AlignmentStats`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 
 from resrl_agent.algorithms.advantages import group_index
+from resrl_agent.seeding import derive_seed
 
 SvdMode = Literal["randomized", "exact"]
-# A group's seed: a function of its group id, or a mapping from group id to seed (see `token_weights`). Any, not
-# Hashable: the ids are whatever the caller passes as group_ids (e.g. ints), and both forms are invariant in them.
-GroupSeeds: TypeAlias = Callable[[Any], int] | Mapping[Any, int]
 
 __all__ = [
+    "DEFAULT_SEED",
     "AlignmentStats",
-    "GroupSeeds",
+    "ResRLFit",
+    "ResRLParams",
     "SvdMode",
-    "alignment_bound",
+    "fit_resrl",
     "group_quantile",
     "positive_subspace",
     "reweight_advantages",
-    "token_weights",
-    "token_weights_with_alignment",
 ]
 
 # DESIGN.md step 1: fewer positive tokens than this cannot describe a subspace worth trusting.
@@ -58,8 +57,64 @@ FLAT_RANGE = 1e-5
 RANGE_FLOOR = 1e-6
 # Negative tokens are projected in chunks so the fp32 copy of a large group never exceeds this many rows.
 NEG_CHUNK = 4096
-# The seed of the generator used when neither `generator` nor `group_seeds` is given.
+# The seed of `fit_resrl` when the caller gives none, and of `positive_subspace` without a generator.
 DEFAULT_SEED = 0
+
+
+@dataclass(frozen=True)
+class ResRLParams:
+    """ResRL's hyper-parameters (defaults: the paper's), checked when built.
+
+    Attributes:
+        rank: the cap 64 in k = min(rank, M - 1, d).
+        q_low, q_high: step 5's quantiles.
+        min_weight: xi, the weight of a negative token inside the positive subspace.
+        pos_scale: lambda, the factor of every positive token's advantage (`reweight_advantages`).
+        max_pos_tokens: positive tokens per group kept for the subspace (a seeded subsample beyond it).
+        svd: "randomized" (a range finder with `niter` power iterations and `oversample` extra columns) or
+            "exact" (full SVD, deterministic).
+    """
+
+    rank: int = 64
+    q_low: float = 0.2
+    q_high: float = 0.8
+    min_weight: float = 0.1
+    pos_scale: float = 0.1
+    max_pos_tokens: int = 4096
+    svd: SvdMode = "randomized"
+    niter: int = 4
+    oversample: int = 8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_weight <= 1.0:
+            raise ValueError(f"min_weight={self.min_weight} must lie in [0, 1] (ResRL uses 0.1).")
+        if not 0.0 <= self.q_low <= self.q_high <= 1.0:
+            raise ValueError(f"need 0 <= q_low <= q_high <= 1; got q_low={self.q_low}, q_high={self.q_high}.")
+        if self.rank < 1 or self.max_pos_tokens < MIN_POS_TOKENS or self.niter < 0 or self.oversample < 0:
+            raise ValueError(
+                f"need rank >= 1, max_pos_tokens >= {MIN_POS_TOKENS}, niter >= 0, oversample >= 0; got "
+                f"rank={self.rank}, max_pos_tokens={self.max_pos_tokens}, niter={self.niter}, "
+                f"oversample={self.oversample}."
+            )
+        if self.pos_scale < 0:
+            raise ValueError(f"pos_scale={self.pos_scale} must be >= 0 (ResRL uses 0.1).")
+        if self.svd not in ("randomized", "exact"):
+            raise ValueError(f"svd={self.svd!r} is not one of 'randomized', 'exact'.")
+
+    @classmethod
+    def from_config(cls, resrl: Any) -> ResRLParams:
+        """From a run config's ``algo.resrl`` section (``resrl_agent.config.ResrlConfig``, not imported: the
+        algorithms stand below the config); ``oversample`` has no config key and keeps its default."""
+        return cls(
+            rank=resrl.rank,
+            q_low=resrl.q_low,
+            q_high=resrl.q_high,
+            min_weight=resrl.min_weight,
+            pos_scale=resrl.pos_scale,
+            max_pos_tokens=resrl.max_pos_tokens,
+            svd=resrl.svd,
+            niter=resrl.niter,
+        )
 
 
 def group_quantile(values: torch.Tensor, group_idx: torch.Tensor, num_groups: int, q: float) -> torch.Tensor:
@@ -136,12 +191,6 @@ def _default_generator(device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(DEFAULT_SEED)
 
 
-def _seed_lookup(group_seeds: GroupSeeds | None) -> Callable[[Any], int] | None:
-    if group_seeds is None or not isinstance(group_seeds, Mapping):
-        return group_seeds
-    return group_seeds.__getitem__
-
-
 def _token_sets(
     hidden: torch.Tensor,
     mask: torch.Tensor,
@@ -208,31 +257,20 @@ def _negative_energies(
     pos_tok: torch.Tensor,
     neg_tok: torch.Tensor,
     group_ids: Sequence[Hashable],
-    *,
-    rank: int,
-    max_pos_tokens: int,
-    svd: SvdMode,
-    niter: int,
-    oversample: int,
-    generator: torch.Generator | None,
-    group_seeds: GroupSeeds | None,
+    params: ResRLParams,
+    seed: int,
 ) -> _Energies:
     """Steps 1-4 for every group; skipped groups contribute no tokens.
 
-    Randomness: with `group_seeds`, each fitted group draws from a fresh generator on hidden's device seeded
-    with its own seed; otherwise all groups share `generator` (or one seeded DEFAULT_SEED), in group order.
+    Each fitted group draws from a fresh generator on hidden's device seeded with ``derive_seed(seed, group id)``.
     """
-    if generator is not None and group_seeds is not None:
-        raise ValueError("pass either generator (shared by the groups) or group_seeds (one per group), not both.")
     device = hidden.device
     d = hidden.shape[-1]
     row_group, num_groups = group_index(group_ids, device=device)
     pos_rows, pos_cols, pos_count, pos_start = _split_by_group(pos_tok, row_group, num_groups)
     neg_rows, neg_cols, neg_count, neg_start = _split_by_group(neg_tok, row_group, num_groups)
-    seed_of = _seed_lookup(group_seeds)
-    # dense group index -> group id, in group_index's first-appearance order
-    keys = list(dict.fromkeys(group_ids)) if seed_of is not None else []
-    shared = generator if generator is not None else _default_generator(device)
+    keys = list(dict.fromkeys(group_ids))  # dense group index -> group id, in group_index's first-appearance order
+    max_pos_tokens = params.max_pos_tokens
 
     keep_idx: list[torch.Tensor] = []
     residual: list[torch.Tensor] = []
@@ -241,21 +279,23 @@ def _negative_energies(
         m, n_neg = pos_count[g], neg_count[g]
         if m < MIN_POS_TOKENS or n_neg == 0:
             continue  # no positive sample, too few positive tokens, or no valid negative token: w stays 1
-        gen = shared if seed_of is None else torch.Generator(device=device).manual_seed(int(seed_of(keys[g])))
+        gen = torch.Generator(device=device).manual_seed(derive_seed(seed, keys[g]))
         sel = torch.arange(pos_start[g], pos_start[g] + m, device=device)
         if m > max_pos_tokens:
-            # Step 1: subsample with the run's generator; sorted so the token order stays the batch order.
+            # Step 1: subsample with the group's generator; sorted so the token order stays the batch order.
             pick = torch.randperm(m, generator=gen, device=gen.device)[:max_pos_tokens].to(device)
             sel = sel[pick.sort().values]
             m = max_pos_tokens
-        k = min(rank, m - 1, d)
+        k = min(params.rank, m - 1, d)
         if k < 1:
             continue
         # Step 2: fp32 because bf16 LayerNorm and SVD lose the small residuals that separate tokens.
         centred = F.layer_norm(hidden[pos_rows[sel], pos_cols[sel]].float(), (d,), eps=LN_EPS)
         mu = centred.mean(dim=0)
         centred.sub_(mu)  # in place: the [M, d] fp32 copy is the largest tensor of the step
-        basis = positive_subspace(centred, k, svd=svd, niter=niter, oversample=oversample, generator=gen)
+        basis = positive_subspace(
+            centred, k, svd=params.svd, niter=params.niter, oversample=params.oversample, generator=gen
+        )
         del centred
         # Step 4: residual and projection energy of each negative token, chunked to bound fp32 memory.
         for lo in range(neg_start[g], neg_start[g] + n_neg, NEG_CHUNK):
@@ -280,69 +320,21 @@ def _negative_energies(
     return _Energies(rows, cols, row_group[rows], res_all, proj_all, num_groups)
 
 
-def _fit(
-    hidden: torch.Tensor,
-    mask: torch.Tensor,
-    positive: torch.Tensor,
-    group_ids: Sequence[Hashable],
-    *,
-    negative: torch.Tensor | None,
-    rank: int,
-    max_pos_tokens: int,
-    svd: SvdMode,
-    niter: int,
-    oversample: int,
-    generator: torch.Generator | None,
-    group_seeds: GroupSeeds | None,
-) -> _Energies:
-    """Validate the token sets and run steps 1-4 once (call under torch.no_grad())."""
-    hidden = hidden.detach()
-    pos_tok, neg_tok = _token_sets(hidden, mask, positive, group_ids, negative)
-    return _negative_energies(
-        hidden,
-        pos_tok,
-        neg_tok,
-        group_ids,
-        rank=rank,
-        max_pos_tokens=max_pos_tokens,
-        svd=svd,
-        niter=niter,
-        oversample=oversample,
-        generator=generator,
-        group_seeds=group_seeds,
-    )
-
-
-def _check_weight_args(
-    *, q_low: float, q_high: float, min_weight: float, rank: int, max_pos_tokens: int, niter: int, oversample: int
-) -> None:
-    if not 0.0 <= min_weight <= 1.0:
-        raise ValueError(f"min_weight={min_weight} must lie in [0, 1] (ResRL uses 0.1).")
-    if not 0.0 <= q_low <= q_high <= 1.0:
-        raise ValueError(f"need 0 <= q_low <= q_high <= 1; got q_low={q_low}, q_high={q_high}.")
-    if rank < 1 or max_pos_tokens < MIN_POS_TOKENS or niter < 0 or oversample < 0:
-        raise ValueError(
-            f"need rank >= 1, max_pos_tokens >= {MIN_POS_TOKENS}, niter >= 0, oversample >= 0; got rank={rank}, "
-            f"max_pos_tokens={max_pos_tokens}, niter={niter}, oversample={oversample}."
-        )
-
-
-def _weights_from(
-    en: _Energies, shape: torch.Size, device: torch.device, *, q_low: float, q_high: float, min_weight: float
-) -> torch.Tensor:
+def _weights_from(en: _Energies, shape: torch.Size, device: torch.device, params: ResRLParams) -> torch.Tensor:
     """Steps 5-6 from the fitted energies: [B, T] float32 weights, 1 outside the processed negatives."""
     weights = torch.ones(shape, dtype=torch.float32, device=device)
     if en.residual.numel() == 0:
         return weights
     # Step 5: per-group linear quantiles over the group's valid negative tokens.
-    lo = group_quantile(en.residual, en.group, en.num_groups, q_low)
-    hi = group_quantile(en.residual, en.group, en.num_groups, q_high)
+    lo = group_quantile(en.residual, en.group, en.num_groups, params.q_low)
+    hi = group_quantile(en.residual, en.group, en.num_groups, params.q_high)
     spread = hi - lo
     span = spread.clamp_min(RANGE_FLOOR)
     frac = ((en.residual - lo[en.group]) / span[en.group]).clamp(0.0, 1.0)
     frac = torch.where((spread < FLAT_RANGE)[en.group], torch.full_like(frac, 0.5), frac)
     # Step 6: affine map to [xi, 1]; the clamp only guards rounding.
-    w = (min_weight + (1.0 - min_weight) * frac).clamp(min_weight, 1.0)
+    xi = params.min_weight
+    w = (xi + (1.0 - xi) * frac).clamp(xi, 1.0)
     weights[en.rows, en.cols] = w
     return weights
 
@@ -360,25 +352,25 @@ def _alignment_from(en: _Energies, group_ids: Sequence[Hashable], device: torch.
     return AlignmentStats(list(dict.fromkeys(group_ids)), res_mean, proj_mean, count.to(torch.long))
 
 
-def token_weights(
+@dataclass(frozen=True)
+class ResRLFit:
+    """What one subspace fit per group gives: the token weights and the alignment statistics of those subspaces."""
+
+    weights: torch.Tensor  # [B, T] float32 on hidden's device: in [min_weight, 1] for fitted negatives, 1 elsewhere
+    alignment: AlignmentStats
+
+
+def fit_resrl(
     hidden: torch.Tensor,
     mask: torch.Tensor,
     positive: torch.Tensor,
     group_ids: Sequence[Hashable],
+    params: ResRLParams = ResRLParams(),
     *,
     negative: torch.Tensor | None = None,
-    rank: int = 64,
-    q_low: float = 0.2,
-    q_high: float = 0.8,
-    min_weight: float = 0.1,
-    max_pos_tokens: int = 4096,
-    svd: SvdMode = "randomized",
-    niter: int = 4,
-    generator: torch.Generator | None = None,
-    oversample: int = 8,
-    group_seeds: GroupSeeds | None = None,
-) -> torch.Tensor:
-    """ResRL weight of every token: w in [min_weight, 1] for negatives of processed groups, 1 elsewhere.
+    seed: int = DEFAULT_SEED,
+) -> ResRLFit:
+    """ResRL per group: fit the positive subspace once (steps 1-4), then the weights (5-6) and the alignment.
 
     Args:
         hidden: [B, T, d] penultimate-layer states, any float dtype, aligned with `mask` (Contract 8:
@@ -387,93 +379,22 @@ def token_weights(
         positive: [B] bool (a sample's sign, single-turn: score > 0) or [B, T] bool (per-token sign,
             multi-turn: advantage > 0, Contract 7).
         group_ids: B hashables; the ResRL group of a row (its episode group).
+        params: the hyper-parameters.
         negative: [B, T] bool; defaults to mask & ~positive. Pass advantage < 0 to leave advantage-0
             tokens out of both sets.
-        rank: the cap 64 in k = min(rank, M - 1, d).
-        q_low, q_high: step 5's quantiles; min_weight: xi.
-        max_pos_tokens: positive tokens per group kept for the subspace (subsampled with the generator).
-        svd: "randomized" (range finder with `niter` power iterations and `oversample` extra columns) or
-            "exact" (full SVD, deterministic).
-        generator: the run's torch.Generator (on hidden's device, or CPU), shared by the groups in order of
-            first appearance; None (and no `group_seeds`) uses a fixed seed 0.
-        group_seeds: per-group randomness instead of `generator` (pass at most one of the two): a function
-            group id -> int seed, or a mapping group id -> seed. Each fitted group draws its subsample and its
-            randomized SVD from a fresh torch.Generator on hidden's device seeded with its seed, so a group's
-            weights do not depend on which other groups share the call. It is looked up only for the groups
-            that are fitted (with >= 4 positive tokens and a negative token).
+        seed: group g's subsample and randomized SVD draw from a torch.Generator on hidden's device seeded with
+            ``derive_seed(seed, g's id)`` (ids that print alike seed alike), so a group's weights do not depend on
+            which other groups share the call.
 
     Returns:
-        [B, T] float32 weights on hidden's device.
+        The [B, T] weights and the `AlignmentStats` of the same fitted subspaces.
     """
-    weights, _ = token_weights_with_alignment(
-        hidden,
-        mask,
-        positive,
-        group_ids,
-        negative=negative,
-        rank=rank,
-        q_low=q_low,
-        q_high=q_high,
-        min_weight=min_weight,
-        max_pos_tokens=max_pos_tokens,
-        svd=svd,
-        niter=niter,
-        generator=generator,
-        oversample=oversample,
-        group_seeds=group_seeds,
-    )
-    return weights
-
-
-def token_weights_with_alignment(
-    hidden: torch.Tensor,
-    mask: torch.Tensor,
-    positive: torch.Tensor,
-    group_ids: Sequence[Hashable],
-    *,
-    negative: torch.Tensor | None = None,
-    rank: int = 64,
-    q_low: float = 0.2,
-    q_high: float = 0.8,
-    min_weight: float = 0.1,
-    max_pos_tokens: int = 4096,
-    svd: SvdMode = "randomized",
-    niter: int = 4,
-    generator: torch.Generator | None = None,
-    oversample: int = 8,
-    group_seeds: GroupSeeds | None = None,
-) -> tuple[torch.Tensor, AlignmentStats]:
-    """`token_weights` and `alignment_bound` of the same subspace fit (steps 1-4 run once).
-
-    Arguments as in `token_weights`. Returns (weights [B, T] float32, AlignmentStats), equal to what the two
-    functions return when called separately with the same arguments (and the same generator state).
-    """
-    _check_weight_args(
-        q_low=q_low,
-        q_high=q_high,
-        min_weight=min_weight,
-        rank=rank,
-        max_pos_tokens=max_pos_tokens,
-        niter=niter,
-        oversample=oversample,
-    )
     with torch.no_grad():
-        en = _fit(
-            hidden,
-            mask,
-            positive,
-            group_ids,
-            negative=negative,
-            rank=rank,
-            max_pos_tokens=max_pos_tokens,
-            svd=svd,
-            niter=niter,
-            oversample=oversample,
-            generator=generator,
-            group_seeds=group_seeds,
-        )
-        weights = _weights_from(en, mask.shape, hidden.device, q_low=q_low, q_high=q_high, min_weight=min_weight)
-        return weights, _alignment_from(en, group_ids, hidden.device)
+        hidden = hidden.detach()
+        pos_tok, neg_tok = _token_sets(hidden, mask, positive, group_ids, negative)
+        en = _negative_energies(hidden, pos_tok, neg_tok, group_ids, params, seed)
+        weights = _weights_from(en, mask.shape, hidden.device, params)
+        return ResRLFit(weights, _alignment_from(en, group_ids, hidden.device))
 
 
 def reweight_advantages(
@@ -483,9 +404,9 @@ def reweight_advantages(
 
     Args:
         token_adv: [B, T] per-token advantages.
-        weights: [B, T] from `token_weights` (1 on positives, padding and skipped groups).
-        positive: [B] or [B, T] bool, the same sign mask given to `token_weights`.
-        pos_scale: lambda.
+        weights: [B, T] from `fit_resrl` (1 on positives, padding and skipped groups).
+        positive: [B] or [B, T] bool, the same sign mask given to `fit_resrl`.
+        pos_scale: lambda (`ResRLParams.pos_scale`).
 
     Returns:
         [B, T] advantages in token_adv's dtype.
@@ -531,42 +452,3 @@ class AlignmentStats:
             "resrl/projection_energy_mean": float(proj.mean()) if proj.numel() else nan,
             "resrl/groups_processed": float(done.sum()),
         }
-
-
-def alignment_bound(
-    hidden: torch.Tensor,
-    mask: torch.Tensor,
-    positive: torch.Tensor,
-    group_ids: Sequence[Hashable],
-    *,
-    negative: torch.Tensor | None = None,
-    rank: int = 64,
-    max_pos_tokens: int = 4096,
-    svd: SvdMode = "randomized",
-    niter: int = 4,
-    generator: torch.Generator | None = None,
-    oversample: int = 8,
-    group_seeds: GroupSeeds | None = None,
-) -> AlignmentStats:
-    """Mean residual and projection energy of the negative tokens per group (steps 1-4, same skip rules).
-
-    Small projection energy means the negatives' states barely overlap the positive subspace, so their
-    LM-head gradients barely interfere with the positives'. Arguments as in `token_weights`; to get the
-    weights too from one fit, use `token_weights_with_alignment`.
-    """
-    with torch.no_grad():
-        en = _fit(
-            hidden,
-            mask,
-            positive,
-            group_ids,
-            negative=negative,
-            rank=rank,
-            max_pos_tokens=max_pos_tokens,
-            svd=svd,
-            niter=niter,
-            oversample=oversample,
-            generator=generator,
-            group_seeds=group_seeds,
-        )
-        return _alignment_from(en, group_ids, hidden.device)

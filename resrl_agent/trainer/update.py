@@ -25,9 +25,8 @@ import torch
 
 from resrl_agent.algorithms.advantages import dapo_keep_mask, dapo_overlong_penalty, outcome_turn_advantages
 from resrl_agent.algorithms.gigpo import gigpo_advantages
-from resrl_agent.algorithms.resrl import DEFAULT_SEED, reweight_advantages, token_weights_with_alignment
+from resrl_agent.algorithms.resrl import DEFAULT_SEED, ResRLParams, fit_resrl, reweight_advantages
 from resrl_agent.config import AlgoConfig, RunConfig
-from resrl_agent.seeding import derive_seed
 from resrl_agent.trainer.distributed import assign_groups
 from resrl_agent.trainer.learner import Learner
 from resrl_agent.trainer.metrics import reduce_metrics
@@ -131,14 +130,15 @@ def apply_resrl(
     row_score: torch.Tensor,
     algo: AlgoConfig,
     *,
-    seed: int | None = None,
+    seed: int = DEFAULT_SEED,
     group_names: Sequence[str] | None = None,
     alignment: bool = True,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """ResRL's token weights per group, then the advantage transform; returns reweighted [B, T] advantages.
 
-    One subspace fit per group (:func:`~resrl_agent.algorithms.resrl.token_weights_with_alignment`) gives both
-    the weights and the ``resrl/`` alignment metrics.
+    One subspace fit per group (:func:`~resrl_agent.algorithms.resrl.fit_resrl`, with the
+    :class:`~resrl_agent.algorithms.resrl.ResRLParams` of ``algo.resrl``) gives both the weights and the ``resrl/``
+    alignment metrics.
 
     Args:
         token_adv: [B, T] per-token advantages (each span its own turn's advantage).
@@ -148,19 +148,19 @@ def apply_resrl(
         row_group: [B] long, the ResRL group of each row (its episode group).
         row_score: [B] float, the row's episode return (``algo.resrl.positive=score``: positive when > 0).
         seed, group_names: the randomness (subsampling, randomized PCA) of group g comes from a generator seeded
-            with ``derive_seed(seed, group_names[g])``, so a group's weights do not depend on which other groups
-            share the call (data-parallel ranks fit different groups); None: a fixed seed per group.
+            with ``derive_seed(seed, group_names[g])`` (``g`` itself without names), so a group's weights do not
+            depend on which other groups share the call (data-parallel ranks fit different groups).
         alignment: add the alignment metrics (``resrl/residual_energy_mean`` etc.) of the fitted subspaces.
     """
-    r = algo.resrl
-    if r.reweight == "none":
+    if algo.resrl.reweight == "none":
         return token_adv, {}
+    params = ResRLParams.from_config(algo.resrl)
     if hidden is None:
         raise ValueError("algo.resrl.reweight=resrl needs the penultimate hidden states of the loss tokens")
     n = int(loss_mask.sum())
     if hidden.shape[0] != n:
         raise ValueError(f"hidden has {hidden.shape[0]} rows for {n} loss tokens")
-    if r.positive == "advantage":
+    if algo.resrl.positive == "advantage":
         positive = loss_mask & (token_adv > 0)
         negative = loss_mask & (token_adv < 0)
     else:
@@ -168,37 +168,24 @@ def apply_resrl(
         positive = loss_mask & row_pos[:, None]
         negative = loss_mask & ~row_pos[:, None]
     rows, _ = loss_mask.nonzero(as_tuple=True)
-    token_group = row_group[rows]  # the ResRL group of a token: its episode group
+    token_group = row_group[rows].tolist()  # the ResRL group of a token: its episode group
     # Each loss token is a row of length 1, so the hidden states stay compact ([n, 1, d], no padding).
     tok_pos = positive[loss_mask][:, None]
     tok_neg = negative[loss_mask][:, None]
     dev = hidden.device
-
-    def group_seed(g: int) -> int:
-        # group g's own generator seed, whatever other groups share the call
-        if seed is None:
-            return DEFAULT_SEED
-        return derive_seed(seed, group_names[g] if group_names is not None else g)
-
-    w, stats = token_weights_with_alignment(
+    fit = fit_resrl(
         hidden[:, None, :],
         torch.ones_like(tok_pos, device=dev),
         tok_pos.to(dev),
-        token_group.tolist(),
+        token_group if group_names is None else [group_names[g] for g in token_group],
+        params,
         negative=tok_neg.to(dev),
-        rank=r.rank,
-        q_low=r.q_low,
-        q_high=r.q_high,
-        min_weight=r.min_weight,
-        max_pos_tokens=r.max_pos_tokens,
-        svd=r.svd,
-        niter=r.niter,
-        group_seeds=group_seed,
+        seed=seed,
     )
-    w_tok = w[:, 0].cpu()
+    w_tok = fit.weights[:, 0].cpu()
     weights = torch.ones_like(token_adv)
     weights[loss_mask] = w_tok
-    out = reweight_advantages(token_adv, weights, positive, pos_scale=r.pos_scale)
+    out = reweight_advantages(token_adv, weights, positive, pos_scale=params.pos_scale)
     metrics: dict[str, float] = {
         "resrl/pos_tokens": float(tok_pos.sum()),
         "resrl/neg_tokens": float(tok_neg.sum()),
@@ -207,7 +194,7 @@ def apply_resrl(
     metrics.update(tensor_stats("resrl/neg_weight", neg_w))
     metrics["resrl/neg_reweighted_frac"] = float((neg_w < 1).float().mean()) if neg_w.numel() else 0.0
     if alignment:
-        metrics.update(stats.summary())
+        metrics.update(fit.alignment.summary())
     return out, metrics
 
 

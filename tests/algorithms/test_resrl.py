@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import pytest
 import torch
@@ -11,12 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resrl_agent.algorithms.resrl import (
-    alignment_bound,
+    ResRLParams,
+    fit_resrl,
     group_quantile,
     positive_subspace,
     reweight_advantages,
-    token_weights,
-    token_weights_with_alignment,
 )
 
 SETTINGS = settings(max_examples=50, deadline=None)
@@ -73,7 +71,7 @@ def test_inside_negatives_get_min_weight_orthogonal_get_one(svd: str) -> None:
     # 4 inside (e = 0) and 4 orthogonal (e = c, all equal): sorted e = [0, 0, 0, 0, c, c, c, c];
     # q0.2 at position 0.2 * 7 = 1.4 -> lo = 0; q0.8 at 5.6 -> hi = c. f = 0 inside -> w = 0.1; f = 1 outside -> w = 1.
     hidden, mask = geometry(4, 4, seed=0)
-    w = token_weights(hidden, mask, POSITIVE4, ["g"] * 4, svd=svd)  # type: ignore[arg-type]
+    w = fit_resrl(hidden, mask, POSITIVE4, ["g"] * 4, ResRLParams(svd=svd)).weights  # type: ignore[arg-type]
     torch.testing.assert_close(w[2, :4], torch.full((4,), 0.1), atol=1e-4, rtol=0)
     torch.testing.assert_close(w[3, :4], torch.ones(4), atol=1e-4, rtol=0)
     assert bool((w[:2] == 1).all()) and w[2, 4] == 1 and w[3, 4] == 1  # positives and padding
@@ -85,7 +83,7 @@ def test_inside_and_orthogonal_property(n_in: int, n_out: int, seed: int) -> Non
     # With 1..4 of each, q0.2 lands at or below the first orthogonal value and q0.8 at or above the last inside
     # one, so inside f clamps to 0 (w = 0.1) and orthogonal f clamps to 1 (w = 1).
     hidden, mask = geometry(n_in, n_out, seed=seed)
-    w = token_weights(hidden, mask, POSITIVE4, [0, 0, 0, 0], svd="exact")
+    w = fit_resrl(hidden, mask, POSITIVE4, [0, 0, 0, 0], ResRLParams(svd="exact")).weights
     torch.testing.assert_close(w[2, :n_in], torch.full((n_in,), 0.1), atol=1e-3, rtol=0)
     torch.testing.assert_close(w[3, :n_out], torch.ones(n_out), atol=1e-3, rtol=0)
 
@@ -96,7 +94,7 @@ def test_flat_range_gives_055() -> None:
     hidden = torch.randn(2, 6, 8, generator=gen)
     hidden[1] = torch.randn(8, generator=gen)
     mask = torch.ones(2, 6, dtype=torch.bool)
-    w = token_weights(hidden, mask, torch.tensor([True, False]), ["g", "g"])
+    w = fit_resrl(hidden, mask, torch.tensor([True, False]), ["g", "g"]).weights
     torch.testing.assert_close(w, torch.stack([torch.ones(6), torch.full((6,), 0.55)]))
 
 
@@ -106,7 +104,7 @@ def test_single_negative_token_gives_055() -> None:
     hidden = torch.randn(2, 6, 8, generator=gen)
     mask = torch.ones(2, 6, dtype=torch.bool)
     mask[1, 1:] = False
-    w = token_weights(hidden, mask, torch.tensor([True, False]), ["g", "g"])
+    w = fit_resrl(hidden, mask, torch.tensor([True, False]), ["g", "g"]).weights
     assert w[1, 0].item() == pytest.approx(0.55)
     assert bool((w[1, 1:] == 1).all()) and bool((w[0] == 1).all())
 
@@ -118,7 +116,7 @@ def test_skip_rules_keep_weight_one() -> None:
     mask[2, 3:] = False  # group "few": its only positive row has 3 valid tokens (< 4)
     positive = torch.tensor([False, False, True, False, True, True, True, False])
     groups = ["nopos", "nopos", "few", "few", "noneg", "noneg", "ok", "ok"]
-    w = token_weights(hidden, mask, positive, groups)
+    w = fit_resrl(hidden, mask, positive, groups).weights
     assert bool((w[:6] == 1).all())  # no positive / < 4 positive tokens / no negative: all 1
     assert bool((w[6] == 1).all())  # positives are always 1
     assert float(w[7].min()) < 1.0 and float(w[7].min()) >= 0.1  # the one processed group
@@ -130,8 +128,9 @@ def test_positive_row_and_token_masks_agree() -> None:
     mask = torch.rand(6, 7, generator=gen) > 0.2
     positive = torch.tensor([True, False, True, False, True, False])
     groups = [0, 0, 0, 1, 1, 1]
-    by_row = token_weights(hidden, mask, positive, groups, svd="exact")
-    by_token = token_weights(hidden, mask, positive[:, None].expand(6, 7), groups, svd="exact")
+    exact = ResRLParams(svd="exact")
+    by_row = fit_resrl(hidden, mask, positive, groups, exact).weights
+    by_token = fit_resrl(hidden, mask, positive[:, None].expand(6, 7), groups, exact).weights
     assert torch.equal(by_row, by_token)
 
 
@@ -141,30 +140,31 @@ def test_negative_mask_leaves_neutral_tokens_out() -> None:
     hidden = torch.randn(2, 8, 10, generator=gen)
     mask = torch.ones(2, 8, dtype=torch.bool)
     adv = torch.tensor([[1.0] * 8, [-1.0] * 4 + [0.0] * 4])
-    w = token_weights(hidden, mask, adv > 0, ["g", "g"], negative=adv < 0)
+    w = fit_resrl(hidden, mask, adv > 0, ["g", "g"], negative=adv < 0).weights
     assert bool((w[1, 4:] == 1).all())
     assert float(w[1, :4].min()) == pytest.approx(0.1)  # q0.2 of 4 values interpolates above the minimum
     with pytest.raises(ValueError, match="overlaps"):
-        token_weights(hidden, mask, adv > 0, ["g", "g"], negative=adv >= 0)
+        fit_resrl(hidden, mask, adv > 0, ["g", "g"], negative=adv >= 0)
 
 
-def test_subsampling_uses_the_generator() -> None:
+def test_subsampling_uses_the_seed() -> None:
     gen = torch.Generator().manual_seed(6)
     hidden = torch.randn(4, 10, 16, generator=gen)
     mask = torch.ones(4, 10, dtype=torch.bool)
     positive = torch.tensor([True, True, False, False])
 
     def run(seed: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(seed)
-        return token_weights(hidden, mask, positive, [0] * 4, max_pos_tokens=5, generator=g)
+        return fit_resrl(hidden, mask, positive, [0] * 4, ResRLParams(max_pos_tokens=5), seed=seed).weights
 
     first, again = run(0), run(0)
     assert torch.equal(first, again)
     assert not torch.equal(first, run(1))  # 5 of 20 positives: another subset, another subspace
     assert float(first.min()) >= 0.1 and float(first.max()) <= 1.0
-    # Without a generator the result is still reproducible (a fixed seed, never the global RNG).
+    # Without a seed the result is still reproducible (a fixed seed, never the global RNG).
     state = torch.get_rng_state()
-    assert torch.equal(token_weights(hidden, mask, positive, [0] * 4), token_weights(hidden, mask, positive, [0] * 4))
+    assert torch.equal(
+        fit_resrl(hidden, mask, positive, [0] * 4).weights, fit_resrl(hidden, mask, positive, [0] * 4).weights
+    )
     assert torch.equal(state, torch.get_rng_state())
 
 
@@ -177,67 +177,88 @@ def _two_groups(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, li
     return hidden, mask, positive, ["A"] * 4 + ["B"] * 4
 
 
-def test_group_seeds_make_a_group_independent_of_the_others() -> None:
+def test_a_groups_weights_do_not_depend_on_the_other_groups() -> None:
     hidden, mask, positive, groups = _two_groups(9)
-    seeds = {"A": 11, "B": 12}
     # subsampling (max_pos_tokens < 20 positives) and the randomized SVD both draw from the group's generator
-    kw: dict[str, Any] = {"max_pos_tokens": 6, "svd": "randomized", "rank": 3}
-    both = token_weights(hidden, mask, positive, groups, group_seeds=seeds, **kw)
-    alone = token_weights(hidden[:4], mask[:4], positive[:4], groups[:4], group_seeds=seeds, **kw)
+    params = ResRLParams(max_pos_tokens=6, svd="randomized", rank=3)
+    both = fit_resrl(hidden, mask, positive, groups, params, seed=11).weights
+    alone = fit_resrl(hidden[:4], mask[:4], positive[:4], groups[:4], params, seed=11).weights
     assert torch.equal(both[:4], alone)
-    # order does not matter either (B first), and a function works like the mapping
-    flipped = token_weights(
+    assert torch.equal(both[4:], fit_resrl(hidden[4:], mask[4:], positive[4:], groups[4:], params, seed=11).weights)
+    # order does not matter either (B first)
+    flipped = fit_resrl(
         torch.cat([hidden[4:], hidden[:4]]),
         torch.cat([mask[4:], mask[:4]]),
         torch.cat([positive[4:], positive[:4]]),
         groups[4:] + groups[:4],
-        group_seeds=seeds.__getitem__,
-        **kw,
-    )
+        params,
+        seed=11,
+    ).weights
     assert torch.equal(flipped[4:], alone) and torch.equal(flipped[:4], both[4:])
-    # each group's weights are those of a call on that group alone with a generator seeded with its seed
-    for rows, name in ((slice(0, 4), "A"), (slice(4, 8), "B")):
-        gen = torch.Generator().manual_seed(seeds[name])
-        single = token_weights(hidden[rows], mask[rows], positive[rows], groups[rows], generator=gen, **kw)
-        assert torch.equal(both[rows], single)
-    # a shared generator, by contrast, makes B's draws depend on A having been fitted first
-    shared = token_weights(hidden, mask, positive, groups, generator=torch.Generator().manual_seed(12), **kw)
-    assert not torch.equal(shared[4:], both[4:])
-    # the seed matters (another subsample of A's positives, another subspace)
-    other = token_weights(hidden, mask, positive, groups, group_seeds={"A": 13, "B": 12}, **kw)
-    assert not torch.equal(other[:4], both[:4]) and torch.equal(other[4:], both[4:])
-    with pytest.raises(ValueError, match="not both"):
-        token_weights(hidden, mask, positive, groups, generator=torch.Generator(), group_seeds=seeds)
+    # the seed matters (another subsample of each group's positives, another subspace)
+    other = fit_resrl(hidden, mask, positive, groups, params, seed=12).weights
+    assert not torch.equal(other[:4], both[:4]) and not torch.equal(other[4:], both[4:])
+    # and so does the group's id: the same rows under another name draw other tokens
+    renamed = fit_resrl(hidden[:4], mask[:4], positive[:4], ["C"] * 4, params, seed=11).weights
+    assert not torch.equal(renamed, alone)
 
 
-@pytest.mark.parametrize("seeding", ["group_seeds", "generator", "default"])
-def test_weights_with_alignment_equal_the_separate_calls(seeding: str) -> None:
-    hidden, mask, positive, groups = _two_groups(10)
-    groups = [*groups[:7], "C"]  # "C" has no positive row: skipped by both
-    kw: dict[str, Any] = {"max_pos_tokens": 6, "svd": "randomized", "rank": 3}
+def test_one_fit_gives_the_weights_and_the_alignment_by_hand() -> None:
+    # d = 4, rank 1. Rows whose entries are +-c with c^2 = 1 - eps have mean 0 and variance 1 - eps, so LayerNorm
+    # leaves them as they are. a = c(1, -1, 1, -1), u = c(1, 1, -1, -1) (orthogonal), m = (a + u) / sqrt(2).
+    # Group "g": positives a, -a, a, -a (mu = 0, V_1 = a / |a|), negatives a, u, u.
+    #   e = ||z - P z||^2 / d: a -> 0, u -> |u|^2 / 4 = c^2; projection energy: a -> c^2, u -> 0.
+    #   Residual mean 2c^2 / 3, projection mean c^2 / 3. Quantiles of e = [0, c^2, c^2]: lo at 0.4 -> 0.4 c^2,
+    #   hi at 1.6 -> c^2; f(0) clamps to 0 (w = 0.1), f(c^2) = 1 (w = 1).
+    # Group "h": positives u, -u, u, -u (V_1 = u / |u|), negatives a (e = c^2, projection 0) and m (e = c^2 / 2,
+    #   projection c^2 / 2). Residual mean 3c^2 / 4, projection mean c^2 / 4. Quantiles of [c^2 / 2, c^2]:
+    #   lo = 0.6 c^2, hi = 0.9 c^2; f(c^2) = 4 / 3 -> 1 (w = 1), f(c^2 / 2) < 0 -> 0 (w = 0.1).
+    # Group "s": negatives only: skipped (NaN energies, 0 tokens, weights 1).
+    # These are also the values the separate alignment pass gave before it was folded into this one fit
+    # (alignment_bound(..., rank=1, svd="exact") on this input: residual [0.66666, 0.74999, nan], projection
+    # [0.33333, 0.24999, nan], tokens [3, 2, 0]).
+    c2 = 1 - LN_EPS
+    c = math.sqrt(c2)
+    a = c * torch.tensor([1.0, -1.0, 1.0, -1.0])
+    u = c * torch.tensor([1.0, 1.0, -1.0, -1.0])
+    m = (a + u) / math.sqrt(2)
+    hidden = torch.zeros(5, 4, 4)
+    mask = torch.zeros(5, 4, dtype=torch.bool)
+    for row, states in enumerate(([a, -a, a, -a], [a, u, u], [u, -u, u, -u], [a, m], [a, u])):
+        hidden[row, : len(states)] = torch.stack(states)
+        mask[row, : len(states)] = True
+    positive = torch.tensor([True, False, True, False, False])
+    fit = fit_resrl(hidden, mask, positive, ["g", "g", "h", "h", "s"], ResRLParams(rank=1, svd="exact"))
+    stats = fit.alignment
+    assert stats.groups == ["g", "h", "s"]
+    assert stats.num_negative_tokens.tolist() == [3, 2, 0]
+    torch.testing.assert_close(stats.residual_energy[:2], torch.tensor([2 * c2 / 3, 3 * c2 / 4]), atol=1e-6, rtol=0)
+    torch.testing.assert_close(stats.projection_energy[:2], torch.tensor([c2 / 3, c2 / 4]), atol=1e-6, rtol=0)
+    assert math.isnan(float(stats.residual_energy[2])) and math.isnan(float(stats.projection_energy[2]))
+    summary = stats.summary()
+    assert summary["resrl/groups_processed"] == 2.0
+    assert summary["resrl/residual_energy_mean"] == pytest.approx((2 / 3 + 3 / 4) / 2 * c2, abs=1e-6)
+    assert summary["resrl/projection_energy_mean"] == pytest.approx((1 / 3 + 1 / 4) / 2 * c2, abs=1e-6)
+    expected = torch.ones(5, 4)
+    expected[1, 0] = 0.1  # group g's inside negative a
+    expected[3, 1] = 0.1  # group h's half-inside negative m
+    torch.testing.assert_close(fit.weights, expected, atol=1e-5, rtol=0)
 
-    def seeding_kw() -> dict[str, Any]:
-        if seeding == "group_seeds":
-            return {"group_seeds": lambda g: {"A": 1, "B": 2, "C": 3}[g]}
-        if seeding == "generator":
-            return {"generator": torch.Generator().manual_seed(4)}  # fresh per call: the same draws each time
-        return {}
 
-    weights, stats = token_weights_with_alignment(hidden, mask, positive, groups, **kw, **seeding_kw())
-    assert torch.equal(weights, token_weights(hidden, mask, positive, groups, **kw, **seeding_kw()))
-    separate = alignment_bound(hidden, mask, positive, groups, **kw, **seeding_kw())
-    assert stats.groups == separate.groups == ["A", "B", "C"]
-    for field in ("residual_energy", "projection_energy", "num_negative_tokens"):
-        torch.testing.assert_close(getattr(stats, field), getattr(separate, field), rtol=0, atol=0, equal_nan=True)
-    assert stats.num_negative_tokens.tolist()[2] == 0 and bool((weights[7] == 1).all())
-    assert int(stats.num_negative_tokens[0]) > 0 and int(stats.num_negative_tokens[1]) > 0
+def test_params_are_checked() -> None:
     with pytest.raises(ValueError, match="min_weight"):
-        token_weights_with_alignment(hidden, mask, positive, groups, min_weight=2.0)
+        ResRLParams(min_weight=2.0)
+    with pytest.raises(ValueError, match="q_low"):
+        ResRLParams(q_low=0.9, q_high=0.1)
+    with pytest.raises(ValueError, match="rank >= 1"):
+        ResRLParams(rank=0)
+    with pytest.raises(ValueError, match="svd="):
+        ResRLParams(svd="lanczos")  # type: ignore[arg-type]
 
 
 def test_bf16_hidden_computes_in_fp32() -> None:
     hidden, mask = geometry(4, 4, seed=7)
-    w = token_weights(hidden.bfloat16(), mask, POSITIVE4, [0] * 4)
+    w = fit_resrl(hidden.bfloat16(), mask, POSITIVE4, [0] * 4).weights
     assert w.dtype == torch.float32
     assert float(w.min()) >= 0.1 and float(w.max()) <= 1.0
 
@@ -255,14 +276,14 @@ def test_reweight_advantages_by_hand() -> None:
     )  # lambda = 1 leaves positives alone
 
 
-def test_alignment_bound_separates_inside_from_outside() -> None:
+def test_alignment_separates_inside_from_outside() -> None:
     hidden, mask = geometry(4, 4, seed=8)
     # Group "in": the positives plus the inside row; group "out": a copy of the positives plus the outside row;
     # group "skip": negatives only.
     h = torch.cat([hidden[[0, 1, 2]], hidden[[0, 1, 3]], hidden[[2]]])
     m = torch.cat([mask[[0, 1, 2]], mask[[0, 1, 3]], mask[[2]]])
     positive = torch.tensor([True, True, False, True, True, False, False])
-    stats = alignment_bound(h, m, positive, ["in"] * 3 + ["out"] * 3 + ["skip"], svd="exact")
+    stats = fit_resrl(h, m, positive, ["in"] * 3 + ["out"] * 3 + ["skip"], ResRLParams(svd="exact")).alignment
     assert stats.groups == ["in", "out", "skip"]
     assert stats.num_negative_tokens.tolist() == [4, 4, 0]
     assert float(stats.residual_energy[0]) < 1e-6 and float(stats.projection_energy[0]) > 0.1
@@ -277,9 +298,9 @@ def test_validation() -> None:
     hidden = torch.zeros(2, 3, 4)
     mask = torch.ones(2, 3, dtype=torch.bool)
     with pytest.raises(ValueError, match="positive must be"):
-        token_weights(hidden, mask, torch.ones(3, dtype=torch.bool), [0, 0])
+        fit_resrl(hidden, mask, torch.ones(3, dtype=torch.bool), [0, 0])
     with pytest.raises(ValueError, match="one group id per row"):
-        token_weights(hidden, mask, torch.ones(2, dtype=torch.bool), [0])
+        fit_resrl(hidden, mask, torch.ones(2, dtype=torch.bool), [0])
     with pytest.raises(ValueError, match="svd="):
         positive_subspace(torch.zeros(4, 3), 2, svd="lanczos")  # type: ignore[arg-type]
 
@@ -332,7 +353,7 @@ def low_rank_batch(
 )
 def test_weights_stay_in_range(seed: int, groups: int, per_group: int, t: int, rank: int, svd: str) -> None:
     hidden, mask, positive, group_ids = low_rank_batch(seed, groups, per_group, t, d=24)
-    w = token_weights(hidden, mask, positive, group_ids, rank=rank, svd=svd)  # type: ignore[arg-type]
+    w = fit_resrl(hidden, mask, positive, group_ids, ResRLParams(rank=rank, svd=svd)).weights  # type: ignore[arg-type]
     assert float(w.min()) >= 0.1 and float(w.max()) <= 1.0
     assert bool((w[~mask] == 1).all()) and bool((w[positive] == 1).all())
 
@@ -349,10 +370,11 @@ def test_permuting_samples_permutes_weights(seed: int, groups: int, per_group: i
     # set of rows in each group; the signal has rank 3 with a clear gap, so V_k is well defined for k = 3 too.
     hidden, mask, positive, group_ids = low_rank_batch(seed, groups, per_group, t=5, d=24)
     perm = torch.randperm(hidden.shape[0], generator=torch.Generator().manual_seed(seed + 1))
-    base = token_weights(hidden, mask, positive, group_ids, rank=rank, svd="exact")
-    permuted = token_weights(
-        hidden[perm], mask[perm], positive[perm], [group_ids[i] for i in perm.tolist()], rank=rank, svd="exact"
-    )
+    params = ResRLParams(rank=rank, svd="exact")
+    base = fit_resrl(hidden, mask, positive, group_ids, params).weights
+    permuted = fit_resrl(
+        hidden[perm], mask[perm], positive[perm], [group_ids[i] for i in perm.tolist()], params
+    ).weights
     torch.testing.assert_close(permuted, base[perm], atol=1e-4, rtol=0)
 
 
@@ -386,10 +408,8 @@ def test_randomized_agrees_with_exact() -> None:
     positive = (torch.arange(rows) % per_group) < per_group // 2
     group_ids = group_of_row.tolist()
 
-    fast = token_weights(
-        hidden, mask, positive, group_ids, svd="randomized", generator=torch.Generator().manual_seed(0)
-    )
-    exact = token_weights(hidden, mask, positive, group_ids, svd="exact")
+    fast = fit_resrl(hidden, mask, positive, group_ids, ResRLParams(svd="randomized"), seed=0).weights
+    exact = fit_resrl(hidden, mask, positive, group_ids, ResRLParams(svd="exact")).weights
     neg = mask & ~positive[:, None]
     for g in range(groups):
         sel = neg & (group_of_row == g)[:, None]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import torch
 
-from resrl_agent.algorithms.resrl import token_weights
+from resrl_agent.algorithms.resrl import ResRLParams, fit_resrl
 from resrl_agent.config import load_config
 from resrl_agent.errors import TrainerError
 from resrl_agent.trainer.learner import Learner, LearnerSettings, plan_micro_batches, token_logprobs
@@ -99,12 +99,17 @@ def test_resrl_per_turn(fresh_model: Any, episode_factory: Any, mode: str) -> No
     for entry in range(batch.num_turns):
         span = batch.span_idx == entry
         assert torch.all(torch.sign(out[span]) == torch.sign(token_adv[span]))
-    # the compact per-token form equals token_weights on the padded [B, T, d] states
+    # the compact per-token form equals fit_resrl on the padded [B, T, d] states
     padded = torch.zeros(*mask.shape, hidden.shape[-1])
     padded[mask] = hidden
-    direct = token_weights(
-        padded, mask, pos, [batch.group_ids[i] for i in batch.group_idx.tolist()], negative=neg, svd="exact"
-    )
+    direct = fit_resrl(
+        padded,
+        mask,
+        pos,
+        [batch.group_ids[i] for i in batch.group_idx.tolist()],
+        ResRLParams.from_config(cfg.algo.resrl),
+        negative=neg,
+    ).weights
     torch.testing.assert_close(out[neg], token_adv[neg] * direct[neg])
 
 
