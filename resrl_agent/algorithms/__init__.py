@@ -1,6 +1,7 @@
 """Pure tensor math of the update: advantages, GiGPO grouping, ResRL token weights and the PPO loss.
 
-No Ray, no I/O, no logging, no global RNG (import-linter checks the imports). docs/design.md "Algorithms (exact)" is the spec.
+No Ray, no I/O, no logging, no global RNG (import-linter checks the imports). docs/design.md "Algorithms (exact)"
+is the spec.
 """
 
 from __future__ import annotations
