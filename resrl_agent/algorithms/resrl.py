@@ -3,7 +3,7 @@
 The LM-head gradients of a positive and a negative token interfere in proportion to <h+, h->, and for h+
 in the positive subspace S, |<h+, h->| <= ||h+|| ||P_S h-||. So a negative token whose hidden state lies
 mostly inside S (small residual) shares meaning with correct answers and is penalised less; one far
-outside S is penalised fully. The six steps below are DESIGN.md "Algorithms (exact)", per group:
+outside S is penalised fully. The six steps below are docs/design.md "Algorithms (exact)", per group:
 
 1. X = hidden states of the group's valid positive tokens, fp32; skip if < 4; subsample to 4096.
 2. LayerNorm without affine (eps 1e-5) on positives and negatives; mu = mean of the positives.
@@ -49,7 +49,7 @@ __all__ = [
     "reweight_advantages",
 ]
 
-# DESIGN.md step 1: fewer positive tokens than this cannot describe a subspace worth trusting.
+# docs/design.md step 1: fewer positive tokens than this cannot describe a subspace worth trusting.
 MIN_POS_TOKENS = 4
 LN_EPS = 1e-5
 # Step 5: a quantile range below FLAT_RANGE means every negative sits at the same distance (f = 0.5).
@@ -151,7 +151,7 @@ def _randomized_basis(
     Halko, Martinsson and Tropp (2011), Alg. 4.4: sketch the range with a Gaussian test matrix, refine
     with `niter` power (subspace) iterations, re-orthonormalising by QR after each product, then take
     an exact SVD of the small projected matrix. This is what `torch.pca_lowrank` does, except that the
-    test matrix comes from `generator` rather than the global RNG (Invariant 3) and `oversample` extra
+    test matrix comes from `generator` rather than the global RNG (algorithms never touch it) and `oversample` extra
     columns sharpen the k-th direction.
     """
     m, d = centred.shape

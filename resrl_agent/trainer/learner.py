@@ -2,7 +2,7 @@
 
 Usable without Ray (a test, a benchmark, a GPU box drive it directly); the Ray learner actor wraps it.
 
-Memory (DESIGN.md "Algorithms (exact)", last item):
+Memory (docs/design.md "Algorithms (exact)", last item):
 - the penultimate decoder layer's output is captured by a forward hook on that one layer
   (:class:`HiddenCapture`), never with ``output_hidden_states=True`` for every layer;
 - the LM head runs only at the positions that predict a response token, in chunks, each chunk under activation

@@ -2,7 +2,7 @@
 
 Groups are exact: advantages are computed over every episode of the batch before any micro-batching, and the
 ResRL subspace of a group is fitted on all of its positive tokens, gathered from the whole batch's forward
-(verl's release fits it per micro-batch, which cuts groups; DESIGN.md asks us to do it right).
+(verl's release fits it per micro-batch, which cuts groups; docs/design.md asks us to do it right).
 
 Per turn (Contract 7): every assistant span carries its own turn's advantage, so in ``window`` mode each turn is a
 row (a sample) and in ``concat`` mode the token weights apply span by span inside one row. Positive tokens are
