@@ -93,7 +93,11 @@ def naive_step(model: Any, opt: Any, batch: tuple[torch.Tensor, ...], groups: li
                 del out
         hidden = torch.cat(states)
         positive = adv > 0
-        weights = fit_resrl(hidden, mask, positive, groups, negative=adv < 0).weights
+        rows, _ = mask.nonzero(as_tuple=True)
+        tok_w = fit_resrl(
+            hidden[mask], positive[mask], [groups[r] for r in rows.tolist()], negative=(adv < 0)[mask]
+        ).weights
+        weights[mask] = tok_w
         adv = reweight_advantages(adv, weights, positive)
     for s in range(0, ids.shape[0], 4):
         out = model(input_ids=ids[s : s + 4].to(dev), attention_mask=attn[s : s + 4].to(dev), output_hidden_states=True)
@@ -118,23 +122,14 @@ def ours_step(learner: Learner, batch: tuple[torch.Tensor, ...], groups: list[in
     resrl_s = 0.0
     if resrl:
         t0 = time.perf_counter()
-        positive = adv > 0
+        positive = (adv > 0)[mask]
         rows, _ = mask.nonzero(as_tuple=True)
         tok_group = [groups[r] for r in rows.tolist()]
-        w = (
-            fit_resrl(
-                hidden[:, None, :],
-                torch.ones(hidden.shape[0], 1, dtype=torch.bool, device=hidden.device),
-                positive[mask][:, None].to(hidden.device),
-                tok_group,
-                negative=(adv < 0)[mask][:, None].to(hidden.device),
-            )
-            .weights[:, 0]
-            .cpu()
-        )
-        weights = torch.ones_like(adv)
-        weights[mask] = w
-        adv = reweight_advantages(adv, weights, positive)
+        w = fit_resrl(
+            hidden, positive.to(hidden.device), tok_group, negative=(adv < 0)[mask].to(hidden.device)
+        ).weights.cpu()
+        adv = adv.clone()
+        adv[mask] = reweight_advantages(adv[mask], w, positive)
         resrl_s = time.perf_counter() - t0
     learner.ppo_step(ids, attn, mask, old, adv)
     _sync(learner.device)

@@ -2,7 +2,8 @@
 
 Measures `fit_resrl` + `reweight_advantages` on a batch shaped like one learner step:
 B rows of T tokens, hidden size d, groups of G rows (half of each group positive, the other half
-negative), hidden states low-rank-plus-noise in bf16 (as the learner's hook hands them over).
+negative), hidden states low-rank-plus-noise in bf16. Both take the tokens flat, as the learner hands them
+over: [B * T, d] states (a view of the [B, T, d] buffer, every token valid) and one sign and group id per token.
 
 Each SVD mode runs in a fresh subprocess so that peak-memory numbers do not leak between modes:
 - CPU: peak resident set size (getrusage ru_maxrss) above the process's RSS right before the first
@@ -61,11 +62,11 @@ def _make_batch(args: argparse.Namespace, device: torch.device) -> dict[str, Any
         coef = torch.randn(t, signal, generator=gen, device=device) * spectrum
         noise = torch.randn(t, d, generator=gen, device=device) * 0.5
         hidden[row] = (coef @ basis[row // g] + noise).to(torch.bfloat16)
-    mask = torch.ones(b, t, dtype=torch.bool, device=device)
-    positive = (torch.arange(b, device=device) % g) < g // 2
-    token_adv = torch.where(positive[:, None], 1.0, -1.0).expand(b, t).contiguous().float()
-    group_ids = [row // g for row in range(b)]
-    return {"hidden": hidden, "mask": mask, "positive": positive, "token_adv": token_adv, "group_ids": group_ids}
+    row_positive = (torch.arange(b, device=device) % g) < g // 2
+    positive = row_positive[:, None].expand(b, t).reshape(-1)  # [B * T], row-major like hidden's view
+    token_adv = torch.where(positive, 1.0, -1.0)
+    group_ids = [row // g for row in range(b) for _ in range(t)]
+    return {"hidden": hidden.view(b * t, d), "positive": positive, "token_adv": token_adv, "group_ids": group_ids}
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -77,15 +78,9 @@ def _worker(args: argparse.Namespace) -> None:
     params = ResRLParams(svd=args.worker)
 
     def call(rows: int) -> torch.Tensor:
-        w = fit_resrl(
-            batch["hidden"][:rows],
-            batch["mask"][:rows],
-            batch["positive"][:rows],
-            batch["group_ids"][:rows],
-            params,
-            seed=1,
-        ).weights
-        return reweight_advantages(batch["token_adv"][:rows], w, batch["positive"][:rows], pos_scale=params.pos_scale)
+        n = rows * args.seq  # the tokens of the first `rows` rows
+        w = fit_resrl(batch["hidden"][:n], batch["positive"][:n], batch["group_ids"][:n], params, seed=1).weights
+        return reweight_advantages(batch["token_adv"][:n], w, batch["positive"][:n], pos_scale=params.pos_scale)
 
     def sync() -> None:
         if cuda:
@@ -112,7 +107,7 @@ def _worker(args: argparse.Namespace) -> None:
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
     assert out is not None
-    neg = batch["mask"] & ~batch["positive"][:, None]
+    neg = ~batch["positive"]
     weights = (out / batch["token_adv"])[neg]  # negatives: A = -1, so the ratio is w
     result = {
         "mode": args.worker,

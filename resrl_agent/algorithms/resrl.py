@@ -11,7 +11,7 @@ outside S is penalised fully. The six steps below are docs/design.md "Algorithms
 4. e = ||z - V_k V_k^T z||^2 / d for every negative token, z = LN(x) - mu.
 5. lo, hi = linear quantiles q_low, q_high of e over the group's negative tokens;
    f = clamp((e - lo) / max(hi - lo, 1e-6), 0, 1), or f = 0.5 when hi - lo < 1e-5.
-6. w = xi + (1 - xi) f, clamped to [xi, 1]. Positives, padding and skipped groups keep w = 1.
+6. w = xi + (1 - xi) f, clamped to [xi, 1]. Positives, neutral tokens and skipped groups keep w = 1.
 
 Everything here is detached tensor math (the weights scale advantages; no gradient flows through them).
 The hyper-parameters are one `ResRLParams`. Randomness (subsampling, the randomized range finder) has one
@@ -20,7 +20,8 @@ weights depend on the call's seed and its own tokens, never on which other group
 ranks fit different sets of groups); no global RNG.
 
 `fit_resrl` runs steps 1-4 (the subspace fit, the expensive part) once per group and derives from that one fit both
-the weights (steps 5-6) and the per-group `AlignmentStats`.
+the weights (steps 5-6) and the per-group `AlignmentStats`. Its inputs are flat, one entry per token ([n, d] states,
+[n] signs and group ids), as the learner hands over the loss tokens' states.
 """
 
 from __future__ import annotations
@@ -193,45 +194,36 @@ def _default_generator(device: torch.device) -> torch.Generator:
 
 def _token_sets(
     hidden: torch.Tensor,
-    mask: torch.Tensor,
     positive: torch.Tensor,
     group_ids: Sequence[Hashable],
     negative: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate the inputs and return the positive and negative token masks [B, T] (Contract 7)."""
-    if hidden.dim() != 3:
-        raise ValueError(f"hidden must be [B, T, d]; got shape {tuple(hidden.shape)}.")
-    batch, seq = hidden.shape[:2]
-    if tuple(mask.shape) != (batch, seq):
-        raise ValueError(f"mask must be [B, T] = {(batch, seq)} like hidden; got {tuple(mask.shape)}.")
-    if len(group_ids) != batch:
-        raise ValueError(f"group_ids has {len(group_ids)} entries for {batch} rows; pass one group id per row.")
-    mask = mask.to(torch.bool)
-    if positive.dim() == 1 and positive.shape[0] == batch:
-        pos_tok = mask & positive.to(torch.bool)[:, None]
-    elif tuple(positive.shape) == (batch, seq):
-        pos_tok = mask & positive.to(torch.bool)
-    else:
+    """Validate the inputs and return the positive and negative token masks [n] (Contract 7)."""
+    if hidden.dim() != 2:
+        raise ValueError(f"hidden must be [n, d], one row per token; got shape {tuple(hidden.shape)}.")
+    num_tokens = hidden.shape[0]
+    if len(group_ids) != num_tokens:
         raise ValueError(
-            f"positive must be [B] (a sample's sign) or [B, T] (per-token sign); got {tuple(positive.shape)}."
+            f"group_ids has {len(group_ids)} entries for {num_tokens} tokens; pass one group id per token."
         )
+    if tuple(positive.shape) != (num_tokens,):
+        raise ValueError(f"positive must be [n] = ({num_tokens},), one sign per token; got {tuple(positive.shape)}.")
+    pos_tok = positive.to(torch.bool)
     if negative is None:
-        neg_tok = mask & ~pos_tok
-    else:
-        if tuple(negative.shape) != (batch, seq):
-            raise ValueError(f"negative must be [B, T] = {(batch, seq)}; got {tuple(negative.shape)}.")
-        neg_tok = mask & negative.to(torch.bool)
-        if bool((neg_tok & pos_tok).any()):
-            raise ValueError("negative overlaps positive: a token must be positive, negative or neither.")
+        return pos_tok, ~pos_tok
+    if tuple(negative.shape) != (num_tokens,):
+        raise ValueError(f"negative must be [n] = ({num_tokens},); got {tuple(negative.shape)}.")
+    neg_tok = negative.to(torch.bool)
+    if bool((neg_tok & pos_tok).any()):
+        raise ValueError("negative overlaps positive: a token must be positive, negative or neither.")
     return pos_tok, neg_tok
 
 
 @dataclass(frozen=True)
 class _Energies:
-    """Per negative token of the processed groups: where it is, its group, residual and projection energy."""
+    """Per negative token of the processed groups: which token it is, its group, residual and projection energy."""
 
-    rows: torch.Tensor  # [N] int64
-    cols: torch.Tensor  # [N] int64
+    tokens: torch.Tensor  # [N] int64 index into the n tokens
     group: torch.Tensor  # [N] int64 dense group index
     residual: torch.Tensor  # [N] fp32, ||z - V V^T z||^2 / d
     projection: torch.Tensor  # [N] fp32, ||V^T z||^2 / d
@@ -239,17 +231,16 @@ class _Energies:
 
 
 def _split_by_group(
-    tokens: torch.Tensor, row_group: torch.Tensor, num_groups: int
-) -> tuple[torch.Tensor, torch.Tensor, list[int], list[int]]:
-    """(rows, cols) of the True entries of `tokens` [B, T], ordered by group, with per-group counts/offsets."""
-    rows, cols = tokens.nonzero(as_tuple=True)
-    order = torch.argsort(row_group[rows], stable=True)
-    rows, cols = rows[order], cols[order]
-    counts = torch.bincount(row_group[rows], minlength=num_groups).tolist()
+    tokens: torch.Tensor, token_group: torch.Tensor, num_groups: int
+) -> tuple[torch.Tensor, list[int], list[int]]:
+    """Indices of the True entries of `tokens` [n], ordered by group (stably), with per-group counts/offsets."""
+    (idx,) = tokens.nonzero(as_tuple=True)
+    idx = idx[torch.argsort(token_group[idx], stable=True)]
+    counts = torch.bincount(token_group[idx], minlength=num_groups).tolist()
     starts = [0] * num_groups
     for g in range(1, num_groups):
         starts[g] = starts[g - 1] + counts[g - 1]
-    return rows, cols, counts, starts
+    return idx, counts, starts
 
 
 def _negative_energies(
@@ -266,9 +257,9 @@ def _negative_energies(
     """
     device = hidden.device
     d = hidden.shape[-1]
-    row_group, num_groups = group_index(group_ids, device=device)
-    pos_rows, pos_cols, pos_count, pos_start = _split_by_group(pos_tok, row_group, num_groups)
-    neg_rows, neg_cols, neg_count, neg_start = _split_by_group(neg_tok, row_group, num_groups)
+    token_group, num_groups = group_index(group_ids, device=device)
+    pos_idx, pos_count, pos_start = _split_by_group(pos_tok, token_group, num_groups)
+    neg_idx, neg_count, neg_start = _split_by_group(neg_tok, token_group, num_groups)
     keys = list(dict.fromkeys(group_ids))  # dense group index -> group id, in group_index's first-appearance order
     max_pos_tokens = params.max_pos_tokens
 
@@ -290,7 +281,7 @@ def _negative_energies(
         if k < 1:
             continue
         # Step 2: fp32 because bf16 LayerNorm and SVD lose the small residuals that separate tokens.
-        centred = F.layer_norm(hidden[pos_rows[sel], pos_cols[sel]].float(), (d,), eps=LN_EPS)
+        centred = F.layer_norm(hidden[pos_idx[sel]].float(), (d,), eps=LN_EPS)
         mu = centred.mean(dim=0)
         centred.sub_(mu)  # in place: the [M, d] fp32 copy is the largest tensor of the step
         basis = positive_subspace(
@@ -300,7 +291,7 @@ def _negative_energies(
         # Step 4: residual and projection energy of each negative token, chunked to bound fp32 memory.
         for lo in range(neg_start[g], neg_start[g] + n_neg, NEG_CHUNK):
             hi = min(lo + NEG_CHUNK, neg_start[g] + n_neg)
-            z = F.layer_norm(hidden[neg_rows[lo:hi], neg_cols[lo:hi]].float(), (d,), eps=LN_EPS)
+            z = F.layer_norm(hidden[neg_idx[lo:hi]].float(), (d,), eps=LN_EPS)
             z.sub_(mu)
             coef = z @ basis  # [n, k]
             # z <- z - coef V^T in place: the residual itself (not ||z||^2 - ||coef||^2), exact to fp32 even when tiny.
@@ -311,18 +302,17 @@ def _negative_energies(
             del z
 
     if keep_idx:
-        idx = torch.cat(keep_idx)
-        rows, cols = neg_rows[idx], neg_cols[idx]
+        tokens = neg_idx[torch.cat(keep_idx)]
         res_all, proj_all = torch.cat(residual), torch.cat(projection)
     else:
-        rows = cols = torch.zeros(0, dtype=torch.long, device=device)
+        tokens = torch.zeros(0, dtype=torch.long, device=device)
         res_all = proj_all = torch.zeros(0, dtype=torch.float32, device=device)
-    return _Energies(rows, cols, row_group[rows], res_all, proj_all, num_groups)
+    return _Energies(tokens, token_group[tokens], res_all, proj_all, num_groups)
 
 
-def _weights_from(en: _Energies, shape: torch.Size, device: torch.device, params: ResRLParams) -> torch.Tensor:
-    """Steps 5-6 from the fitted energies: [B, T] float32 weights, 1 outside the processed negatives."""
-    weights = torch.ones(shape, dtype=torch.float32, device=device)
+def _weights_from(en: _Energies, num_tokens: int, device: torch.device, params: ResRLParams) -> torch.Tensor:
+    """Steps 5-6 from the fitted energies: [n] float32 weights, 1 outside the processed negatives."""
+    weights = torch.ones(num_tokens, dtype=torch.float32, device=device)
     if en.residual.numel() == 0:
         return weights
     # Step 5: per-group linear quantiles over the group's valid negative tokens.
@@ -335,7 +325,7 @@ def _weights_from(en: _Energies, shape: torch.Size, device: torch.device, params
     # Step 6: affine map to [xi, 1]; the clamp only guards rounding.
     xi = params.min_weight
     w = (xi + (1.0 - xi) * frac).clamp(xi, 1.0)
-    weights[en.rows, en.cols] = w
+    weights[en.tokens] = w
     return weights
 
 
@@ -356,13 +346,12 @@ def _alignment_from(en: _Energies, group_ids: Sequence[Hashable], device: torch.
 class ResRLFit:
     """What one subspace fit per group gives: the token weights and the alignment statistics of those subspaces."""
 
-    weights: torch.Tensor  # [B, T] float32 on hidden's device: in [min_weight, 1] for fitted negatives, 1 elsewhere
+    weights: torch.Tensor  # [n] float32 on hidden's device: in [min_weight, 1] for fitted negatives, 1 elsewhere
     alignment: AlignmentStats
 
 
 def fit_resrl(
     hidden: torch.Tensor,
-    mask: torch.Tensor,
     positive: torch.Tensor,
     group_ids: Sequence[Hashable],
     params: ResRLParams = ResRLParams(),
@@ -372,57 +361,53 @@ def fit_resrl(
 ) -> ResRLFit:
     """ResRL per group: fit the positive subspace once (steps 1-4), then the weights (5-6) and the alignment.
 
+    Every input is flat, one entry per token (the loss tokens of a batch, in any order): no padding, no mask.
+
     Args:
-        hidden: [B, T, d] penultimate-layer states, any float dtype, aligned with `mask` (Contract 8:
-            hidden[:, t] predicted token t). Detached here; computed in fp32.
-        mask: [B, T] bool, valid response tokens.
-        positive: [B] bool (a sample's sign, single-turn: score > 0) or [B, T] bool (per-token sign,
-            multi-turn: advantage > 0, Contract 7).
-        group_ids: B hashables; the ResRL group of a row (its episode group).
+        hidden: [n, d] penultimate-layer states of the tokens, any float dtype (Contract 8: the state that
+            predicted the token). Detached here; computed in fp32.
+        positive: [n] bool, the positive tokens (multi-turn: advantage > 0, Contract 7; single-turn: the tokens
+            of samples with score > 0).
+        group_ids: n hashables; the ResRL group of each token (its episode group).
         params: the hyper-parameters.
-        negative: [B, T] bool; defaults to mask & ~positive. Pass advantage < 0 to leave advantage-0
-            tokens out of both sets.
+        negative: [n] bool; defaults to ~positive. Pass advantage < 0 to leave advantage-0 tokens out of both
+            sets.
         seed: group g's subsample and randomized SVD draw from a torch.Generator on hidden's device seeded with
             ``derive_seed(seed, g's id)`` (ids that print alike seed alike), so a group's weights do not depend on
             which other groups share the call.
 
     Returns:
-        The [B, T] weights and the `AlignmentStats` of the same fitted subspaces.
+        The [n] weights and the `AlignmentStats` of the same fitted subspaces.
     """
     with torch.no_grad():
         hidden = hidden.detach()
-        pos_tok, neg_tok = _token_sets(hidden, mask, positive, group_ids, negative)
+        pos_tok, neg_tok = _token_sets(hidden, positive, group_ids, negative)
         en = _negative_energies(hidden, pos_tok, neg_tok, group_ids, params, seed)
-        weights = _weights_from(en, mask.shape, hidden.device, params)
+        weights = _weights_from(en, hidden.shape[0], hidden.device, params)
         return ResRLFit(weights, _alignment_from(en, group_ids, hidden.device))
 
 
 def reweight_advantages(
     token_adv: torch.Tensor, weights: torch.Tensor, positive: torch.Tensor, *, pos_scale: float = 0.1
 ) -> torch.Tensor:
-    """ResRL's advantage transform: positives A * lambda (every group, skipped ones too), others A * w.
+    """ResRL's advantage transform, token by token: positives A * lambda (every group, skipped ones too), others A * w.
 
     Args:
-        token_adv: [B, T] per-token advantages.
-        weights: [B, T] from `fit_resrl` (1 on positives, padding and skipped groups).
-        positive: [B] or [B, T] bool, the same sign mask given to `fit_resrl`.
+        token_adv: per-token advantages, any shape ([n] for the loss tokens `fit_resrl` weighed).
+        weights: the same shape, from `fit_resrl` (1 on positives and on skipped groups' tokens).
+        positive: the same shape, bool: the positive mask given to `fit_resrl`.
         pos_scale: lambda (`ResRLParams.pos_scale`).
 
     Returns:
-        [B, T] advantages in token_adv's dtype.
+        The advantages in token_adv's shape and dtype.
     """
-    if tuple(weights.shape) != tuple(token_adv.shape) or token_adv.dim() != 2:
+    if tuple(weights.shape) != tuple(token_adv.shape) or tuple(positive.shape) != tuple(token_adv.shape):
         raise ValueError(
-            f"token_adv and weights must both be [B, T]; got {tuple(token_adv.shape)} and {tuple(weights.shape)}."
+            f"token_adv, weights and positive must have one shape; got {tuple(token_adv.shape)}, "
+            f"{tuple(weights.shape)} and {tuple(positive.shape)}."
         )
-    if positive.dim() == 1 and positive.shape[0] == token_adv.shape[0]:
-        pos_tok = positive.to(torch.bool)[:, None].expand_as(token_adv)
-    elif tuple(positive.shape) == tuple(token_adv.shape):
-        pos_tok = positive.to(torch.bool)
-    else:
-        raise ValueError(f"positive must be [B] or [B, T] matching token_adv; got {tuple(positive.shape)}.")
     w = weights.to(token_adv.dtype)
-    return torch.where(pos_tok, token_adv * pos_scale, token_adv * w)
+    return torch.where(positive.to(torch.bool), token_adv * pos_scale, token_adv * w)
 
 
 @dataclass(frozen=True)

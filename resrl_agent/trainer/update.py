@@ -167,30 +167,29 @@ def apply_resrl(
         row_pos = row_score > 0  # [B]
         positive = loss_mask & row_pos[:, None]
         negative = loss_mask & ~row_pos[:, None]
+    # ResRL works on the loss tokens alone, flat and in row-major order: the order of ``hidden``'s rows.
     rows, _ = loss_mask.nonzero(as_tuple=True)
     token_group = row_group[rows].tolist()  # the ResRL group of a token: its episode group
-    # Each loss token is a row of length 1, so the hidden states stay compact ([n, 1, d], no padding).
-    tok_pos = positive[loss_mask][:, None]
-    tok_neg = negative[loss_mask][:, None]
+    tok_adv = token_adv[loss_mask]
+    tok_pos = positive[loss_mask]
+    tok_neg = negative[loss_mask]
     dev = hidden.device
     fit = fit_resrl(
-        hidden[:, None, :],
-        torch.ones_like(tok_pos, device=dev),
+        hidden,
         tok_pos.to(dev),
         token_group if group_names is None else [group_names[g] for g in token_group],
         params,
         negative=tok_neg.to(dev),
         seed=seed,
     )
-    w_tok = fit.weights[:, 0].cpu()
-    weights = torch.ones_like(token_adv)
-    weights[loss_mask] = w_tok
-    out = reweight_advantages(token_adv, weights, positive, pos_scale=params.pos_scale)
+    w_tok = fit.weights.cpu()
+    out = token_adv.clone()
+    out[loss_mask] = reweight_advantages(tok_adv, w_tok, tok_pos, pos_scale=params.pos_scale)
     metrics: dict[str, float] = {
         "resrl/pos_tokens": float(tok_pos.sum()),
         "resrl/neg_tokens": float(tok_neg.sum()),
     }
-    neg_w = w_tok[tok_neg[:, 0]]
+    neg_w = w_tok[tok_neg]
     metrics.update(tensor_stats("resrl/neg_weight", neg_w))
     metrics["resrl/neg_reweighted_frac"] = float((neg_w < 1).float().mean()) if neg_w.numel() else 0.0
     if alignment:

@@ -1,8 +1,14 @@
-"""ResRL token weights: the six steps on constructed geometry, skip rules, and hypothesis properties."""
+"""ResRL token weights: the six steps on constructed geometry, skip rules, and hypothesis properties.
+
+`fit_resrl` takes flat per-token inputs. Most examples are easier to build as rows of tokens (a sample per row,
+padding masked out); `fit_rows` flattens them the way the trainer does (the loss tokens in row-major order, each
+with its row's group) and lays the weights back out as [B, T], 1 at padding.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable, Sequence
 
 import pytest
 import torch
@@ -10,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resrl_agent.algorithms.resrl import (
+    DEFAULT_SEED,
+    ResRLFit,
     ResRLParams,
     fit_resrl,
     group_quantile,
@@ -19,6 +27,33 @@ from resrl_agent.algorithms.resrl import (
 
 SETTINGS = settings(max_examples=50, deadline=None)
 LN_EPS = 1e-5
+
+
+def fit_rows(
+    hidden: torch.Tensor,
+    mask: torch.Tensor,
+    positive: torch.Tensor,
+    row_groups: Sequence[Hashable],
+    params: ResRLParams | None = None,
+    *,
+    negative: torch.Tensor | None = None,
+    seed: int = DEFAULT_SEED,
+) -> ResRLFit:
+    """`fit_resrl` on the valid tokens of rows: hidden [B, T, d], mask [B, T], positive [B] (the row's sign) or
+    [B, T], negative [B, T] or None (the valid tokens that are not positive). Returns [B, T] weights."""
+    pos = positive[:, None].expand(mask.shape) if positive.dim() == 1 else positive
+    rows = mask.nonzero(as_tuple=True)[0].tolist()
+    fit = fit_resrl(
+        hidden[mask],
+        pos[mask],
+        [row_groups[r] for r in rows],
+        params or ResRLParams(),
+        negative=None if negative is None else negative[mask],
+        seed=seed,
+    )
+    weights = torch.ones(mask.shape, dtype=fit.weights.dtype)
+    weights[mask] = fit.weights
+    return ResRLFit(weights, fit.alignment)
 
 
 def ln_fixed_point(v: torch.Tensor) -> torch.Tensor:
@@ -71,7 +106,7 @@ def test_inside_negatives_get_min_weight_orthogonal_get_one(svd: str) -> None:
     # 4 inside (e = 0) and 4 orthogonal (e = c, all equal): sorted e = [0, 0, 0, 0, c, c, c, c];
     # q0.2 at position 0.2 * 7 = 1.4 -> lo = 0; q0.8 at 5.6 -> hi = c. f = 0 inside -> w = 0.1; f = 1 outside -> w = 1.
     hidden, mask = geometry(4, 4, seed=0)
-    w = fit_resrl(hidden, mask, POSITIVE4, ["g"] * 4, ResRLParams(svd=svd)).weights  # type: ignore[arg-type]
+    w = fit_rows(hidden, mask, POSITIVE4, ["g"] * 4, ResRLParams(svd=svd)).weights  # type: ignore[arg-type]
     torch.testing.assert_close(w[2, :4], torch.full((4,), 0.1), atol=1e-4, rtol=0)
     torch.testing.assert_close(w[3, :4], torch.ones(4), atol=1e-4, rtol=0)
     assert bool((w[:2] == 1).all()) and w[2, 4] == 1 and w[3, 4] == 1  # positives and padding
@@ -83,7 +118,7 @@ def test_inside_and_orthogonal_property(n_in: int, n_out: int, seed: int) -> Non
     # With 1..4 of each, q0.2 lands at or below the first orthogonal value and q0.8 at or above the last inside
     # one, so inside f clamps to 0 (w = 0.1) and orthogonal f clamps to 1 (w = 1).
     hidden, mask = geometry(n_in, n_out, seed=seed)
-    w = fit_resrl(hidden, mask, POSITIVE4, [0, 0, 0, 0], ResRLParams(svd="exact")).weights
+    w = fit_rows(hidden, mask, POSITIVE4, [0, 0, 0, 0], ResRLParams(svd="exact")).weights
     torch.testing.assert_close(w[2, :n_in], torch.full((n_in,), 0.1), atol=1e-3, rtol=0)
     torch.testing.assert_close(w[3, :n_out], torch.ones(n_out), atol=1e-3, rtol=0)
 
@@ -91,22 +126,21 @@ def test_inside_and_orthogonal_property(n_in: int, n_out: int, seed: int) -> Non
 def test_flat_range_gives_055() -> None:
     # Every negative token has the same state -> same e -> hi - lo = 0 < 1e-5 -> f = 0.5 -> w = 0.1 + 0.9 * 0.5 = 0.55.
     gen = torch.Generator().manual_seed(1)
-    hidden = torch.randn(2, 6, 8, generator=gen)
-    hidden[1] = torch.randn(8, generator=gen)
-    mask = torch.ones(2, 6, dtype=torch.bool)
-    w = fit_resrl(hidden, mask, torch.tensor([True, False]), ["g", "g"]).weights
-    torch.testing.assert_close(w, torch.stack([torch.ones(6), torch.full((6,), 0.55)]))
+    hidden = torch.randn(12, 8, generator=gen)  # tokens 0-5 positive, 6-11 negative
+    hidden[6:] = torch.randn(8, generator=gen)
+    positive = torch.arange(12) < 6
+    w = fit_resrl(hidden, positive, ["g"] * 12).weights
+    torch.testing.assert_close(w, torch.cat([torch.ones(6), torch.full((6,), 0.55)]))
 
 
 def test_single_negative_token_gives_055() -> None:
     # One negative token: lo = hi = its e, range 0 -> f = 0.5 -> w = 0.55.
     gen = torch.Generator().manual_seed(2)
-    hidden = torch.randn(2, 6, 8, generator=gen)
-    mask = torch.ones(2, 6, dtype=torch.bool)
-    mask[1, 1:] = False
-    w = fit_resrl(hidden, mask, torch.tensor([True, False]), ["g", "g"]).weights
-    assert w[1, 0].item() == pytest.approx(0.55)
-    assert bool((w[1, 1:] == 1).all()) and bool((w[0] == 1).all())
+    hidden = torch.randn(7, 8, generator=gen)
+    positive = torch.arange(7) < 6
+    w = fit_resrl(hidden, positive, ["g"] * 7).weights
+    assert w[6].item() == pytest.approx(0.55)
+    assert bool((w[:6] == 1).all())
 
 
 def test_skip_rules_keep_weight_one() -> None:
@@ -116,22 +150,10 @@ def test_skip_rules_keep_weight_one() -> None:
     mask[2, 3:] = False  # group "few": its only positive row has 3 valid tokens (< 4)
     positive = torch.tensor([False, False, True, False, True, True, True, False])
     groups = ["nopos", "nopos", "few", "few", "noneg", "noneg", "ok", "ok"]
-    w = fit_resrl(hidden, mask, positive, groups).weights
+    w = fit_rows(hidden, mask, positive, groups).weights
     assert bool((w[:6] == 1).all())  # no positive / < 4 positive tokens / no negative: all 1
     assert bool((w[6] == 1).all())  # positives are always 1
     assert float(w[7].min()) < 1.0 and float(w[7].min()) >= 0.1  # the one processed group
-
-
-def test_positive_row_and_token_masks_agree() -> None:
-    gen = torch.Generator().manual_seed(4)
-    hidden = torch.randn(6, 7, 12, generator=gen)
-    mask = torch.rand(6, 7, generator=gen) > 0.2
-    positive = torch.tensor([True, False, True, False, True, False])
-    groups = [0, 0, 0, 1, 1, 1]
-    exact = ResRLParams(svd="exact")
-    by_row = fit_resrl(hidden, mask, positive, groups, exact).weights
-    by_token = fit_resrl(hidden, mask, positive[:, None].expand(6, 7), groups, exact).weights
-    assert torch.equal(by_row, by_token)
 
 
 def test_negative_mask_leaves_neutral_tokens_out() -> None:
@@ -140,11 +162,11 @@ def test_negative_mask_leaves_neutral_tokens_out() -> None:
     hidden = torch.randn(2, 8, 10, generator=gen)
     mask = torch.ones(2, 8, dtype=torch.bool)
     adv = torch.tensor([[1.0] * 8, [-1.0] * 4 + [0.0] * 4])
-    w = fit_resrl(hidden, mask, adv > 0, ["g", "g"], negative=adv < 0).weights
+    w = fit_rows(hidden, mask, adv > 0, ["g", "g"], negative=adv < 0).weights
     assert bool((w[1, 4:] == 1).all())
     assert float(w[1, :4].min()) == pytest.approx(0.1)  # q0.2 of 4 values interpolates above the minimum
     with pytest.raises(ValueError, match="overlaps"):
-        fit_resrl(hidden, mask, adv > 0, ["g", "g"], negative=adv >= 0)
+        fit_rows(hidden, mask, adv > 0, ["g", "g"], negative=adv >= 0)
 
 
 def test_subsampling_uses_the_seed() -> None:
@@ -154,7 +176,7 @@ def test_subsampling_uses_the_seed() -> None:
     positive = torch.tensor([True, True, False, False])
 
     def run(seed: int) -> torch.Tensor:
-        return fit_resrl(hidden, mask, positive, [0] * 4, ResRLParams(max_pos_tokens=5), seed=seed).weights
+        return fit_rows(hidden, mask, positive, [0] * 4, ResRLParams(max_pos_tokens=5), seed=seed).weights
 
     first, again = run(0), run(0)
     assert torch.equal(first, again)
@@ -163,7 +185,7 @@ def test_subsampling_uses_the_seed() -> None:
     # Without a seed the result is still reproducible (a fixed seed, never the global RNG).
     state = torch.get_rng_state()
     assert torch.equal(
-        fit_resrl(hidden, mask, positive, [0] * 4).weights, fit_resrl(hidden, mask, positive, [0] * 4).weights
+        fit_rows(hidden, mask, positive, [0] * 4).weights, fit_rows(hidden, mask, positive, [0] * 4).weights
     )
     assert torch.equal(state, torch.get_rng_state())
 
@@ -181,12 +203,12 @@ def test_a_groups_weights_do_not_depend_on_the_other_groups() -> None:
     hidden, mask, positive, groups = _two_groups(9)
     # subsampling (max_pos_tokens < 20 positives) and the randomized SVD both draw from the group's generator
     params = ResRLParams(max_pos_tokens=6, svd="randomized", rank=3)
-    both = fit_resrl(hidden, mask, positive, groups, params, seed=11).weights
-    alone = fit_resrl(hidden[:4], mask[:4], positive[:4], groups[:4], params, seed=11).weights
+    both = fit_rows(hidden, mask, positive, groups, params, seed=11).weights
+    alone = fit_rows(hidden[:4], mask[:4], positive[:4], groups[:4], params, seed=11).weights
     assert torch.equal(both[:4], alone)
-    assert torch.equal(both[4:], fit_resrl(hidden[4:], mask[4:], positive[4:], groups[4:], params, seed=11).weights)
+    assert torch.equal(both[4:], fit_rows(hidden[4:], mask[4:], positive[4:], groups[4:], params, seed=11).weights)
     # order does not matter either (B first)
-    flipped = fit_resrl(
+    flipped = fit_rows(
         torch.cat([hidden[4:], hidden[:4]]),
         torch.cat([mask[4:], mask[:4]]),
         torch.cat([positive[4:], positive[:4]]),
@@ -196,10 +218,10 @@ def test_a_groups_weights_do_not_depend_on_the_other_groups() -> None:
     ).weights
     assert torch.equal(flipped[4:], alone) and torch.equal(flipped[:4], both[4:])
     # the seed matters (another subsample of each group's positives, another subspace)
-    other = fit_resrl(hidden, mask, positive, groups, params, seed=12).weights
+    other = fit_rows(hidden, mask, positive, groups, params, seed=12).weights
     assert not torch.equal(other[:4], both[:4]) and not torch.equal(other[4:], both[4:])
     # and so does the group's id: the same rows under another name draw other tokens
-    renamed = fit_resrl(hidden[:4], mask[:4], positive[:4], ["C"] * 4, params, seed=11).weights
+    renamed = fit_rows(hidden[:4], mask[:4], positive[:4], ["C"] * 4, params, seed=11).weights
     assert not torch.equal(renamed, alone)
 
 
@@ -228,7 +250,7 @@ def test_one_fit_gives_the_weights_and_the_alignment_by_hand() -> None:
         hidden[row, : len(states)] = torch.stack(states)
         mask[row, : len(states)] = True
     positive = torch.tensor([True, False, True, False, False])
-    fit = fit_resrl(hidden, mask, positive, ["g", "g", "h", "h", "s"], ResRLParams(rank=1, svd="exact"))
+    fit = fit_rows(hidden, mask, positive, ["g", "g", "h", "h", "s"], ResRLParams(rank=1, svd="exact"))
     stats = fit.alignment
     assert stats.groups == ["g", "h", "s"]
     assert stats.num_negative_tokens.tolist() == [3, 2, 0]
@@ -258,22 +280,25 @@ def test_params_are_checked() -> None:
 
 def test_bf16_hidden_computes_in_fp32() -> None:
     hidden, mask = geometry(4, 4, seed=7)
-    w = fit_resrl(hidden.bfloat16(), mask, POSITIVE4, [0] * 4).weights
+    w = fit_rows(hidden.bfloat16(), mask, POSITIVE4, [0] * 4).weights
     assert w.dtype == torch.float32
     assert float(w.min()) >= 0.1 and float(w.max()) <= 1.0
 
 
 def test_reweight_advantages_by_hand() -> None:
-    # Row 0 positive: A * 0.1. Row 1 negative: A * w = [-1 * 0.1, -1 * 0.55, -2 * 1].
-    adv = torch.tensor([[1.0, 2.0, 0.5], [-1.0, -1.0, -2.0]])
-    w = torch.tensor([[1.0, 1.0, 1.0], [0.1, 0.55, 1.0]])
-    expected = torch.tensor([[0.1, 0.2, 0.05], [-0.1, -0.55, -2.0]])
-    torch.testing.assert_close(reweight_advantages(adv, w, torch.tensor([True, False])), expected)
-    token_pos = torch.tensor([[True, True, True], [False, False, False]])
-    torch.testing.assert_close(reweight_advantages(adv, w, token_pos), expected)
+    # Tokens 0-2 positive: A * 0.1. Tokens 3-5 negative: A * w = [-1 * 0.1, -1 * 0.55, -2 * 1].
+    adv = torch.tensor([1.0, 2.0, 0.5, -1.0, -1.0, -2.0])
+    w = torch.tensor([1.0, 1.0, 1.0, 0.1, 0.55, 1.0])
+    positive = torch.tensor([True, True, True, False, False, False])
+    expected = torch.tensor([0.1, 0.2, 0.05, -0.1, -0.55, -2.0])
+    torch.testing.assert_close(reweight_advantages(adv, w, positive), expected)
+    # any shape, element by element: the same tokens as rows of a [B, T] batch
     torch.testing.assert_close(
-        reweight_advantages(adv, w, torch.tensor([True, False]), pos_scale=1.0)[0], adv[0]
-    )  # lambda = 1 leaves positives alone
+        reweight_advantages(adv.view(2, 3), w.view(2, 3), positive.view(2, 3)), expected.view(2, 3)
+    )
+    torch.testing.assert_close(reweight_advantages(adv, w, positive, pos_scale=1.0)[:3], adv[:3])  # lambda = 1
+    with pytest.raises(ValueError, match="one shape"):
+        reweight_advantages(adv.view(2, 3), w.view(2, 3), torch.tensor([True, False]))
 
 
 def test_alignment_separates_inside_from_outside() -> None:
@@ -283,7 +308,7 @@ def test_alignment_separates_inside_from_outside() -> None:
     h = torch.cat([hidden[[0, 1, 2]], hidden[[0, 1, 3]], hidden[[2]]])
     m = torch.cat([mask[[0, 1, 2]], mask[[0, 1, 3]], mask[[2]]])
     positive = torch.tensor([True, True, False, True, True, False, False])
-    stats = fit_resrl(h, m, positive, ["in"] * 3 + ["out"] * 3 + ["skip"], ResRLParams(svd="exact")).alignment
+    stats = fit_rows(h, m, positive, ["in"] * 3 + ["out"] * 3 + ["skip"], ResRLParams(svd="exact")).alignment
     assert stats.groups == ["in", "out", "skip"]
     assert stats.num_negative_tokens.tolist() == [4, 4, 0]
     assert float(stats.residual_energy[0]) < 1e-6 and float(stats.projection_energy[0]) > 0.1
@@ -295,12 +320,16 @@ def test_alignment_separates_inside_from_outside() -> None:
 
 
 def test_validation() -> None:
-    hidden = torch.zeros(2, 3, 4)
-    mask = torch.ones(2, 3, dtype=torch.bool)
+    hidden = torch.zeros(6, 4)
+    positive = torch.ones(6, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"hidden must be \[n, d\]"):
+        fit_resrl(hidden.view(2, 3, 4), positive, [0] * 6)
     with pytest.raises(ValueError, match="positive must be"):
-        fit_resrl(hidden, mask, torch.ones(3, dtype=torch.bool), [0, 0])
-    with pytest.raises(ValueError, match="one group id per row"):
-        fit_resrl(hidden, mask, torch.ones(2, dtype=torch.bool), [0])
+        fit_resrl(hidden, torch.ones(2, 3, dtype=torch.bool), [0] * 6)
+    with pytest.raises(ValueError, match="negative must be"):
+        fit_resrl(hidden, positive, [0] * 6, negative=torch.zeros(5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="one group id per token"):
+        fit_resrl(hidden, positive, [0, 0])
     with pytest.raises(ValueError, match="svd="):
         positive_subspace(torch.zeros(4, 3), 2, svd="lanczos")  # type: ignore[arg-type]
 
@@ -353,7 +382,7 @@ def low_rank_batch(
 )
 def test_weights_stay_in_range(seed: int, groups: int, per_group: int, t: int, rank: int, svd: str) -> None:
     hidden, mask, positive, group_ids = low_rank_batch(seed, groups, per_group, t, d=24)
-    w = fit_resrl(hidden, mask, positive, group_ids, ResRLParams(rank=rank, svd=svd)).weights  # type: ignore[arg-type]
+    w = fit_rows(hidden, mask, positive, group_ids, ResRLParams(rank=rank, svd=svd)).weights  # type: ignore[arg-type]
     assert float(w.min()) >= 0.1 and float(w.max()) <= 1.0
     assert bool((w[~mask] == 1).all()) and bool((w[positive] == 1).all())
 
@@ -371,10 +400,8 @@ def test_permuting_samples_permutes_weights(seed: int, groups: int, per_group: i
     hidden, mask, positive, group_ids = low_rank_batch(seed, groups, per_group, t=5, d=24)
     perm = torch.randperm(hidden.shape[0], generator=torch.Generator().manual_seed(seed + 1))
     params = ResRLParams(rank=rank, svd="exact")
-    base = fit_resrl(hidden, mask, positive, group_ids, params).weights
-    permuted = fit_resrl(
-        hidden[perm], mask[perm], positive[perm], [group_ids[i] for i in perm.tolist()], params
-    ).weights
+    base = fit_rows(hidden, mask, positive, group_ids, params).weights
+    permuted = fit_rows(hidden[perm], mask[perm], positive[perm], [group_ids[i] for i in perm.tolist()], params).weights
     torch.testing.assert_close(permuted, base[perm], atol=1e-4, rtol=0)
 
 
@@ -408,8 +435,8 @@ def test_randomized_agrees_with_exact() -> None:
     positive = (torch.arange(rows) % per_group) < per_group // 2
     group_ids = group_of_row.tolist()
 
-    fast = fit_resrl(hidden, mask, positive, group_ids, ResRLParams(svd="randomized"), seed=0).weights
-    exact = fit_resrl(hidden, mask, positive, group_ids, ResRLParams(svd="exact")).weights
+    fast = fit_rows(hidden, mask, positive, group_ids, ResRLParams(svd="randomized"), seed=0).weights
+    exact = fit_rows(hidden, mask, positive, group_ids, ResRLParams(svd="exact")).weights
     neg = mask & ~positive[:, None]
     for g in range(groups):
         sel = neg & (group_of_row == g)[:, None]

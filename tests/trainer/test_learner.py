@@ -99,18 +99,17 @@ def test_resrl_per_turn(fresh_model: Any, episode_factory: Any, mode: str) -> No
     for entry in range(batch.num_turns):
         span = batch.span_idx == entry
         assert torch.all(torch.sign(out[span]) == torch.sign(token_adv[span]))
-    # the compact per-token form equals fit_resrl on the padded [B, T, d] states
-    padded = torch.zeros(*mask.shape, hidden.shape[-1])
-    padded[mask] = hidden
+    # the weights are fit_resrl's on the loss tokens (row-major, each with its episode group's id), put back in place
+    rows = mask.nonzero(as_tuple=True)[0]
     direct = fit_resrl(
-        padded,
-        mask,
-        pos,
-        [batch.group_ids[i] for i in batch.group_idx.tolist()],
+        hidden,
+        pos[mask],
+        [batch.group_ids[i] for i in batch.group_idx[rows].tolist()],
         ResRLParams.from_config(cfg.algo.resrl),
-        negative=neg,
+        negative=neg[mask],
     ).weights
-    torch.testing.assert_close(out[neg], token_adv[neg] * direct[neg])
+    torch.testing.assert_close(out[neg], token_adv[neg] * direct[neg[mask]])
+    assert torch.equal(out[~mask], token_adv[~mask])
 
 
 def _ppo_inputs(episode_factory: Any) -> tuple[Any, torch.Tensor]:
