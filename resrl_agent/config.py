@@ -1,6 +1,7 @@
 """Typed, strict run configuration: pydantic v2 models loaded from YAML plus dotted command-line overrides.
 
-Every section forbids unknown keys and is frozen; closed choices are ``Literal``; defaults live only here.
+Every section forbids unknown keys and is frozen; closed choices are ``Literal``, the one open choice (the advantage
+estimator) is a name checked against its registry; defaults live only here.
 ``load_config("configs/x.yaml", ["algo.resrl.rank=32"])`` returns a validated :class:`RunConfig` or raises
 :class:`~resrl_agent.errors.ConfigError` naming the key, the value seen and what is allowed.
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from resrl_agent.errors import ConfigError
 
@@ -190,7 +191,11 @@ class LossConfig(_Section):
 
 
 class AlgoConfig(_Section):
-    advantage: Literal["grpo", "nsr", "psr", "w_reinforce", "dapo", "gigpo"] = "gigpo"
+    advantage: str = Field(
+        "gigpo",
+        description="the advantage estimator, by its registered name (resrl_agent.algorithms.estimator_names(); "
+        "add one with resrl_agent.algorithms.register_estimator)",
+    )
     gigpo: GigpoConfig = Field(default_factory=GigpoConfig)
     resrl: ResrlConfig = Field(default_factory=ResrlConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
@@ -201,6 +206,15 @@ class AlgoConfig(_Section):
         description="taken off the score of every turn whose output did not parse, before any estimator (GRPO, NSR, "
         "PSR, W-REINFORCE, DAPO, GiGPO), as verl-agent does",
     )
+
+    @field_validator("advantage")
+    @classmethod
+    def _registered_estimator(cls, name: str) -> str:
+        # the one list of estimators is the registry; imported here, not at the top: the algorithms pull in torch
+        from resrl_agent.algorithms.estimators import get_estimator
+
+        get_estimator(name)
+        return name
 
     @model_validator(mode="before")
     @classmethod

@@ -302,9 +302,12 @@ class Batch:
     (``log_softmax(logits[:, :-1]).gather(input_ids[:, 1:])`` written at positions ``1..T-1``).
     Response tokens never sit at position 0 because every turn has a prompt.
 
-    Turn table: every turn that owns a span in the batch has one entry (``N`` entries). ``span_idx`` maps a
-    response token to its entry, so a per-turn value (an advantage) becomes a token tensor with
-    :meth:`expand_turn_values`.
+    Turn table: every turn that owns a span in the batch has one entry (``N`` entries), in episode order and
+    within an episode in turn order. ``span_idx`` maps a response token to its entry, so a per-turn value (an
+    advantage) becomes a token tensor with :meth:`expand_turn_values`. The ``turn_*`` and ``episode_*`` tensors
+    are everything an advantage estimator reads (``resrl_agent.algorithms.estimators``): per turn its reward,
+    whether its output parsed, its episode, its number there and its step group; per episode (``E`` entries,
+    episodes without turns included) its return, group and response length.
     """
 
     mode: ContextMode
@@ -313,16 +316,16 @@ class Batch:
     loss_mask: torch.Tensor  # [B, T] bool: exactly the sampled response tokens of the row's span(s)
     old_logprobs: torch.Tensor  # [B, T] float32: rollout logprob at response positions, 0 elsewhere
     span_idx: torch.Tensor  # [B, T] long: index into the turn table for response tokens, -1 elsewhere
-    turn_idx: torch.Tensor  # [B, T] long: turn number within its episode for response tokens, -1 elsewhere
     row_episode: torch.Tensor  # [B] long: index of the row's episode in the collated list
     group_idx: torch.Tensor  # [B] long: index of the row's group in ``group_ids``
     turn_episode: torch.Tensor  # [N] long
-    turn_number: torch.Tensor  # [N] long
-    turn_group_idx: torch.Tensor  # [N] long
+    turn_number: torch.Tensor  # [N] long: 0, 1, ... within the episode
     turn_anchor_idx: torch.Tensor  # [N] long: step group = (group, anchor), numbered in sorted key order
-    turn_reward: torch.Tensor  # [N] float32
-    turn_format_valid: torch.Tensor  # [N] bool
+    turn_reward: torch.Tensor  # [N] float64: the env's step reward as recorded (GiGPO sums and discounts them)
+    turn_format_valid: torch.Tensor  # [N] bool: the turn's output parsed (Contract 4)
     episode_return: torch.Tensor  # [E] float32
+    episode_group: torch.Tensor  # [E] long: index of the episode's group in ``group_ids``
+    episode_response_tokens: torch.Tensor  # [E] long: sampled tokens over all of the episode's turns
     group_ids: tuple[str, ...]
     pad_id: int = 0
 
@@ -334,31 +337,20 @@ class Batch:
     def num_turns(self) -> int:
         return int(self.turn_episode.shape[0])
 
-    def expand_turn_values(self, values: torch.Tensor | Sequence[Sequence[float]]) -> torch.Tensor:
-        """Spread one value per turn onto that turn's response tokens; 0 elsewhere. Returns [B, T] float32.
+    @property
+    def num_episodes(self) -> int:
+        return int(self.episode_return.shape[0])
 
-        ``values`` is either a [N] tensor in turn-table order or a per-episode list of per-turn lists (the
-        output of ``gigpo_advantages``), indexed by episode position in the collated list.
+    def expand_turn_values(self, values: torch.Tensor) -> torch.Tensor:
+        """Spread one value per turn ([N], turn-table order) onto that turn's response tokens; 0 elsewhere.
+
+        Returns [B, T] float32.
         """
-        if isinstance(values, torch.Tensor):
-            flat = values.to(torch.float32).reshape(-1)
-        else:
-            flat = torch.tensor(
-                [
-                    float(values[e][k])
-                    for e, k in zip(self.turn_episode.tolist(), self.turn_number.tolist(), strict=True)
-                ],
-                dtype=torch.float32,
-            )
+        flat = values.to(torch.float32).reshape(-1)
         if flat.shape[0] != self.num_turns:
             raise RecordError(f"got {flat.shape[0]} turn values for a batch with {self.num_turns} turns")
         on_span = self.span_idx >= 0
         return torch.where(on_span, flat[self.span_idx.clamp(min=0)], torch.zeros((), dtype=torch.float32))
-
-    def expand_row_values(self, values: torch.Tensor) -> torch.Tensor:
-        """Spread one value per episode ([E]) onto every response token of that episode's rows: [B, T]."""
-        per_row = values.to(torch.float32)[self.row_episode]  # [B]
-        return per_row[:, None] * self.loss_mask.to(torch.float32)
 
 
 def collate(episodes: Sequence[Episode], mode: ContextMode, *, pad_id: int = 0, max_length: int | None = None) -> Batch:
@@ -367,7 +359,7 @@ def collate(episodes: Sequence[Episode], mode: ContextMode, *, pad_id: int = 0, 
     Window rows from a concat-mode episode hold the conversation up to and including that turn's response, with
     the loss on that response only. A window-mode episode cannot be collated in concat mode (its prompts are
     whole prompts, not deltas). Episodes without turns (an env error at reset) give no rows but keep their
-    entry in ``episode_return``.
+    entries in the ``episode_*`` tensors.
     """
     if mode not in _CONTEXT_MODES:
         raise RecordError(f"mode={mode!r}; expected one of {sorted(_CONTEXT_MODES)}")
@@ -413,7 +405,6 @@ def collate(episodes: Sequence[Episode], mode: ContextMode, *, pad_id: int = 0, 
     loss_mask = torch.zeros((num_rows, width), dtype=torch.bool)
     old_logprobs = torch.zeros((num_rows, width), dtype=torch.float32)
     span_idx = torch.full((num_rows, width), -1, dtype=torch.long)
-    turn_idx = torch.full((num_rows, width), -1, dtype=torch.long)
     for b, (ids, spans, _) in enumerate(rows):
         input_ids[b, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         attention_mask[b, : len(ids)] = True
@@ -421,13 +412,11 @@ def collate(episodes: Sequence[Episode], mode: ContextMode, *, pad_id: int = 0, 
             loss_mask[b, start:end] = True
             old_logprobs[b, start:end] = torch.tensor(logprobs, dtype=torch.float32)
             span_idx[b, start:end] = entry
-            turn_idx[b, start:end] = turn_table[entry][1]
 
     used_entries = sorted({entry for _, spans, _ in rows for _, _, entry, _ in spans})
     assert used_entries == list(range(len(turn_table)))  # every turn owns exactly one span
     turn_episode = torch.tensor([e for e, _ in turn_table], dtype=torch.long)
     turn_number = torch.tensor([k for _, k in turn_table], dtype=torch.long)
-    turn_group_idx = torch.tensor([group_index[episodes[e].group_id] for e, _ in turn_table], dtype=torch.long)
     turn_anchor_idx = torch.tensor(
         [step_index[(episodes[e].group_id, episodes[e].turns[k].anchor)] for e, k in turn_table], dtype=torch.long
     )
@@ -439,16 +428,18 @@ def collate(episodes: Sequence[Episode], mode: ContextMode, *, pad_id: int = 0, 
         loss_mask=loss_mask,
         old_logprobs=old_logprobs,
         span_idx=span_idx,
-        turn_idx=turn_idx,
         row_episode=torch.tensor([r[2] for r in rows], dtype=torch.long),
         group_idx=torch.tensor([group_index[episodes[r[2]].group_id] for r in rows], dtype=torch.long),
         turn_episode=turn_episode,
         turn_number=turn_number,
-        turn_group_idx=turn_group_idx,
         turn_anchor_idx=turn_anchor_idx,
-        turn_reward=torch.tensor([t.reward for t in turns], dtype=torch.float32),
+        turn_reward=torch.tensor([t.reward for t in turns], dtype=torch.float64),
         turn_format_valid=torch.tensor([t.format_valid for t in turns], dtype=torch.bool),
         episode_return=torch.tensor([e.total_return for e in episodes], dtype=torch.float32),
+        episode_group=torch.tensor([group_index[e.group_id] for e in episodes], dtype=torch.long),
+        episode_response_tokens=torch.tensor(
+            [sum(len(t.response_ids) for t in e.turns) for e in episodes], dtype=torch.long
+        ),
         group_ids=group_ids,
         pad_id=pad_id,
     )

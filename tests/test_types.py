@@ -45,20 +45,25 @@ def test_concat_batch_by_hand() -> None:
     assert batch.attention_mask.sum(1).tolist() == [9, 2]
     # the loss covers exactly the sampled tokens: positions 3,4 (turn 0) and 6,7,8 (turn 1); row 1 position 1
     assert batch.loss_mask.int().tolist() == [[0, 0, 0, 1, 1, 0, 1, 1, 1], [0, 1, 0, 0, 0, 0, 0, 0, 0]]
-    assert batch.turn_idx.tolist() == [[-1, -1, -1, 0, 0, -1, 1, 1, 1], [-1, 0, -1, -1, -1, -1, -1, -1, -1]]
     assert batch.span_idx.tolist() == [[-1, -1, -1, 0, 0, -1, 1, 1, 1], [-1, 2, -1, -1, -1, -1, -1, -1, -1]]
     # old_logprobs[b, t] is the rollout logprob of input_ids[b, t]: -0.1, -0.2 then -0.1, -0.2, -0.3
     expected = torch.tensor([[0, 0, 0, -0.1, -0.2, 0, -0.1, -0.2, -0.3], [0, -0.1, 0, 0, 0, 0, 0, 0, 0]])
     assert torch.allclose(batch.old_logprobs, expected)
     assert batch.group_idx.tolist() == [0, 1] and batch.group_ids == ("g0", "g1")
-    assert batch.turn_reward.tolist() == [0.0, 1.0, 0.5]
+    # the turn table (turn 0 and 1 of episode 0, turn 0 of episode 1) and the episodes: what the estimators read
+    assert batch.turn_episode.tolist() == [0, 0, 1] and batch.turn_number.tolist() == [0, 1, 0]
+    assert batch.turn_reward.tolist() == [0.0, 1.0, 0.5] and batch.turn_reward.dtype == torch.float64
+    assert batch.turn_format_valid.tolist() == [True, True, True]
     assert batch.episode_return.tolist() == [1.0, 0.5]
+    assert batch.episode_group.tolist() == [0, 1]
+    assert batch.episode_response_tokens.tolist() == [5, 1]
     # step groups are (group, anchor) keys in sorted order: (g0,a0)=0, (g0,a1)=1, (g1,b)=2
     assert batch.turn_anchor_idx.tolist() == [0, 1, 2]
     # per-turn advantages land on their own spans
-    adv = batch.expand_turn_values([[0.5, -1.0], [2.0]])
+    adv = batch.expand_turn_values(torch.tensor([0.5, -1.0, 2.0]))
     assert adv.tolist() == [[0, 0, 0, 0.5, 0.5, 0, -1.0, -1.0, -1.0], [0, 2.0, 0, 0, 0, 0, 0, 0, 0]]
-    assert batch.expand_row_values(torch.tensor([3.0, -1.0])).tolist()[1] == [0, -1.0, 0, 0, 0, 0, 0, 0, 0]
+    with pytest.raises(RecordError, match="got 2 turn values for a batch with 3 turns"):
+        batch.expand_turn_values(torch.tensor([0.5, -1.0]))
 
 
 def test_window_batch_from_concat_episode_by_hand() -> None:
@@ -66,7 +71,8 @@ def test_window_batch_from_concat_episode_by_hand() -> None:
     # one row per turn; turn 1's row holds the history and trains on turn 1's response only
     assert batch.input_ids.tolist() == [[1, 2, 3, 10, 11, 0, 0, 0, 0], [1, 2, 3, 10, 11, 4, 12, 13, 14]]
     assert batch.loss_mask.int().tolist() == [[0, 0, 0, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1, 1, 1]]
-    assert batch.turn_idx[1].tolist() == [-1, -1, -1, -1, -1, -1, 1, 1, 1]
+    assert batch.span_idx[1].tolist() == [-1, -1, -1, -1, -1, -1, 1, 1, 1]
+    assert batch.turn_number.tolist() == [0, 1]
     assert batch.row_episode.tolist() == [0, 0]
 
 
@@ -81,6 +87,8 @@ def test_empty_episode_has_no_rows_but_keeps_its_return() -> None:
     empty = Episode(task_id="t", group_id="g0", sample_idx=1, env_id="e", turns=[], stop_reason="env_error")
     batch = collate([_two_turn_episode(), empty], "concat")
     assert batch.num_rows == 1 and batch.episode_return.tolist() == [1.0, 0.0]
+    assert batch.num_episodes == 2 and batch.episode_group.tolist() == [0, 0]
+    assert batch.episode_response_tokens.tolist() == [5, 0]
 
 
 def test_max_length_is_enforced() -> None:
@@ -156,7 +164,13 @@ def _episodes(draw: st.DrawFn) -> list[Episode]:
         for _ in range(draw(st.integers(1, 3))):
             prompt = draw(st.lists(st.integers(1, 50), min_size=1, max_size=5))
             response = draw(st.lists(st.integers(1, 50), min_size=1, max_size=5))
-            turns.append(_turn(prompt, response, draw(st.sampled_from([0.0, 1.0])), draw(st.sampled_from("xyz"))))
+            reward, anchor, parsed = (
+                draw(st.sampled_from([0.0, 1.0])),
+                draw(st.sampled_from("xyz")),
+                draw(st.booleans()),
+            )
+            unparsed = {} if parsed else {"format_valid": False, "action_valid": False}
+            turns.append(_turn(prompt, response, reward if parsed else 0.0, anchor, **unparsed))
         out.append(Episode(task_id="t", group_id=f"g{e % 2}", sample_idx=e, env_id="e", turns=turns))
     return out
 
@@ -177,3 +191,8 @@ def test_collate_round_trips_spans(episodes: list[Episode], mode: str) -> None:
         start = int(cols.min())
         assert cols.tolist() == list(range(start, start + len(turn.response_ids)))
         assert batch.input_ids[int(row[0]), start - len(turn.prompt_ids) : start].tolist() == turn.prompt_ids
+        assert float(batch.turn_reward[entry]) == turn.reward
+        assert bool(batch.turn_format_valid[entry]) == turn.format_valid
+    for e, episode in enumerate(episodes):
+        assert batch.group_ids[int(batch.episode_group[e])] == episode.group_id
+        assert int(batch.episode_response_tokens[e]) == sum(len(t.response_ids) for t in episode.turns)

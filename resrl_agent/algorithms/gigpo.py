@@ -8,12 +8,11 @@ fixes the details, including the two places the invalid-action penalty enters.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
 from typing import Literal
 
 import torch
 
-from resrl_agent.algorithms.advantages import Norm, group_index, group_mean_std, group_normalize
+from resrl_agent.algorithms.advantages import Norm, group_mean_std, group_normalize
 
 EpisodeStats = Literal["steps", "trajectories"]
 
@@ -36,25 +35,32 @@ def discounted_returns(rewards: torch.Tensor, valid: torch.Tensor, gamma: float)
 
 
 def gigpo_advantages(
-    step_rewards: Sequence[Sequence[float]],
-    group_ids: Sequence[Hashable],
-    anchors: Sequence[Sequence[Hashable]],
+    rewards: torch.Tensor,
+    turn_episode: torch.Tensor,
+    turn_number: torch.Tensor,
+    episode_group: torch.Tensor,
+    step_group: torch.Tensor,
+    invalid: torch.Tensor | None = None,
     *,
-    invalid: Sequence[Sequence[bool]] | None = None,
     gamma: float = 0.95,
     omega: float = 1.0,
     norm: Norm = "mean_std",
     episode_stats: EpisodeStats = "steps",
     invalid_penalty: float = 0.1,
     eps: float = 1e-6,
-) -> list[list[float]]:
-    """GiGPO advantage of every step (turn) of every episode.
+) -> torch.Tensor:
+    """GiGPO advantage of every step (turn), from flat per-turn tensors (a collated ``Batch``'s turn table).
 
     Args:
-        step_rewards: step_rewards[i][t], the env reward of episode i at step t.
-        group_ids: group_ids[i], the episode group (same task) of episode i.
-        anchors: anchors[i][t], the hashable anchor key of the state episode i acted on at step t.
-        invalid: invalid[i][t], True where that step's output did not parse (Contract 4); None = all valid.
+        rewards: [N] the env reward of each step.
+        turn_episode: [N] long, the episode of each step, in 0..E-1.
+        turn_number: [N] long, the step's time step in its episode; an episode's steps are numbered 0, 1, ...
+            with no gaps or repeats (any order of the N entries).
+        episode_group: [E] long, the episode group (same task) of every episode, episodes without steps included
+            (they count towards their group's size).
+        step_group: [N] long, the step group of each step: steps of one episode group whose anchor keys are
+            identical (any episode, any time step) share a label; labels of different episode groups differ.
+        invalid: [N] bool, True where that step's output did not parse (Contract 4); None = all valid.
         gamma: discount of the step-level return G_t.
         omega: weight of A_S.
         norm: "mean_std" ((x - mean) / (std + eps), std unbiased) or "mean" (x - mean), for A_E and A_S.
@@ -64,56 +70,56 @@ def gigpo_advantages(
             back into earlier steps), as verl-agent applies it.
 
     Returns:
-        advantages[i][t], same ragged shape as `step_rewards`.
+        [N] float64 advantages, in the order of the inputs.
 
     Rules: an episode group with one episode has mean 0 and std 1 for A_E (in both modes, the count is of
     episodes); a step group with one step gives A_S = 0.
     """
-    num_eps = len(step_rewards)
-    if len(group_ids) != num_eps or len(anchors) != num_eps:
+    num_steps = rewards.shape[0]
+    if rewards.dim() != 1 or any(t.shape != (num_steps,) for t in (turn_episode, turn_number, step_group)):
         raise ValueError(
-            f"step_rewards, group_ids and anchors must have one entry per episode; got {num_eps}, "
-            f"{len(group_ids)} and {len(anchors)}."
+            f"rewards, turn_episode, turn_number and step_group must be [N] tensors of one entry per step; got "
+            f"shapes {[tuple(t.shape) for t in (rewards, turn_episode, turn_number, step_group)]}."
         )
-    if invalid is not None and len(invalid) != num_eps:
-        raise ValueError(f"invalid has {len(invalid)} episodes but step_rewards has {num_eps}.")
+    if invalid is not None and invalid.shape != (num_steps,):
+        raise ValueError(f"invalid has shape {tuple(invalid.shape)} for {num_steps} steps.")
+    if episode_group.dim() != 1:
+        raise ValueError(f"episode_group must be [E]; got shape {tuple(episode_group.shape)}.")
     if episode_stats not in ("steps", "trajectories"):
         raise ValueError(f"episode_stats={episode_stats!r} is not one of 'steps', 'trajectories'.")
-    lengths = [len(r) for r in step_rewards]
-    for i, n in enumerate(lengths):
-        if len(anchors[i]) != n or (invalid is not None and len(invalid[i]) != n):
-            raise ValueError(f"episode {i}: {n} step rewards but anchors/invalid of another length.")
-    if num_eps == 0:
-        return []
+    num_eps = episode_group.shape[0]
+    if num_steps and (int(turn_episode.min()) < 0 or int(turn_episode.max()) >= num_eps):
+        raise ValueError(f"turn_episode must lie in [0, {num_eps}) (one entry of episode_group per episode).")
+    lengths = torch.bincount(turn_episode, minlength=num_eps)
+    max_steps = int(lengths.max()) if num_eps else 0
+    numbered = (turn_number >= 0) & (turn_number < lengths[turn_episode])
+    if not bool(numbered.all()) or torch.unique(turn_episode * max_steps + turn_number).numel() != num_steps:
+        raise ValueError("each episode's steps must be numbered 0, 1, ..., length - 1, each number once.")
+    if num_steps == 0:
+        return torch.zeros(0, dtype=torch.float64)
 
-    max_steps = max(lengths)
-    # Padded [N, T] float64 tables; float64 so that the returned Python floats are as exact as the inputs.
-    rewards = torch.zeros(num_eps, max_steps, dtype=torch.float64)
-    bad = torch.zeros(num_eps, max_steps, dtype=torch.bool)
-    for i, r in enumerate(step_rewards):
-        rewards[i, : lengths[i]] = torch.tensor(list(r), dtype=torch.float64)
-        if invalid is not None:
-            bad[i, : lengths[i]] = torch.tensor([bool(x) for x in invalid[i]], dtype=torch.bool)
-    length_t = torch.tensor(lengths)
-    valid = torch.arange(max_steps)[None, :] < length_t[:, None]
+    # Padded [E, T] float64 tables; float64 so that the advantages are as exact as the inputs.
+    table = torch.zeros(num_eps, max_steps, dtype=torch.float64)
+    table[turn_episode, turn_number] = rewards.to(torch.float64)
+    valid = torch.arange(max_steps)[None, :] < lengths[:, None]
 
-    ep_return = rewards.sum(dim=1)  # R: undiscounted, [N]
-    step_return = discounted_returns(rewards, valid, gamma)  # G_t, [N, T]
+    ep_return = table.sum(dim=1)  # R: undiscounted, [E]
+    step_return = discounted_returns(table, valid, gamma)  # G_t, [E, T]
+    bad = torch.zeros(num_steps, dtype=torch.bool) if invalid is None else invalid.to(torch.bool)
     penalty = bad.to(torch.float64) * invalid_penalty
 
-    row_ep, row_t = valid.nonzero(as_tuple=True)  # step rows in (episode, step) order
-    row_r = ep_return[row_ep] - penalty[row_ep, row_t]
-    row_g = step_return[row_ep, row_t] - penalty[row_ep, row_t]
+    row_r = ep_return[turn_episode] - penalty
+    row_g = step_return[turn_episode, turn_number] - penalty
 
-    ep_group, num_groups = group_index(group_ids)
-    row_group = ep_group[row_ep]
-    eps_per_group = torch.bincount(ep_group, minlength=num_groups)
+    num_groups = int(episode_group.max()) + 1 if num_eps else 0
+    row_group = episode_group[turn_episode]
+    eps_per_group = torch.bincount(episode_group, minlength=num_groups)
 
     # A_E (GiGPO Eq. 3): statistics over step rows or over one return per episode.
     if episode_stats == "steps":
         _, mean, std = group_mean_std(row_r, row_group, num_groups)
     else:
-        _, mean, std = group_mean_std(ep_return, ep_group, num_groups)
+        _, mean, std = group_mean_std(ep_return, episode_group, num_groups)
     alone = eps_per_group < 2
     mean = torch.where(alone, torch.zeros_like(mean), mean)
     std = torch.where(alone, torch.ones_like(std), std)
@@ -124,19 +130,5 @@ def gigpo_advantages(
         raise ValueError(f"norm={norm!r} is not one of 'mean_std', 'mean'.")
 
     # A_S (GiGPO Eq. 6-8): step groups keyed by (episode group, anchor), across episodes and time steps.
-    step_key: dict[tuple[int, Hashable], int] = {}
-    row_group_list = row_group.tolist()
-    step_idx = [
-        step_key.setdefault((g, anchors[i][t]), len(step_key))
-        for g, i, t in zip(row_group_list, row_ep.tolist(), row_t.tolist(), strict=True)
-    ]
-    step_group = torch.tensor(step_idx, dtype=torch.long)
-    adv_s = group_normalize(row_g, step_group, len(step_key), norm=norm, eps=eps, singleton="zero")
-
-    adv = (adv_e + omega * adv_s).tolist()
-    out: list[list[float]] = []
-    start = 0
-    for n in lengths:
-        out.append(adv[start : start + n])
-        start += n
-    return out
+    adv_s = group_normalize(row_g, step_group, int(step_group.max()) + 1, norm=norm, eps=eps, singleton="zero")
+    return adv_e + omega * adv_s

@@ -1,5 +1,8 @@
 """From collated episodes to the PPO step's inputs: advantages over exact groups, then ResRL per turn.
 
+After :func:`~resrl_agent.types.collate` the update reads the ``Batch`` alone: the estimator that ``algo.advantage``
+names (:mod:`resrl_agent.algorithms.estimators`) turns it into one advantage per turn.
+
 Groups are exact: advantages are computed over every episode of the batch before any micro-batching, and the
 ResRL subspace of a group is fitted on all of its positive tokens, gathered from the whole batch's forward
 (verl's release fits it per micro-batch, which cuts groups; docs/design.md asks us to do it right).
@@ -19,28 +22,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 
-from resrl_agent.algorithms.advantages import dapo_keep_mask, dapo_overlong_penalty, outcome_turn_advantages
-from resrl_agent.algorithms.gigpo import gigpo_advantages
+from resrl_agent.algorithms.estimators import TurnAdvantages, get_estimator
 from resrl_agent.algorithms.resrl import DEFAULT_SEED, ResRLParams, fit_resrl, reweight_advantages
 from resrl_agent.config import AlgoConfig, RunConfig
+from resrl_agent.errors import TrainerError
 from resrl_agent.trainer.distributed import assign_groups
 from resrl_agent.trainer.learner import Learner
 from resrl_agent.trainer.metrics import reduce_metrics
 from resrl_agent.types import Batch, Episode, collate
 
-__all__ = ["TurnAdvantages", "apply_resrl", "compute_turn_advantages", "tensor_stats", "train_on_episodes"]
-
-
-@dataclass(frozen=True)
-class TurnAdvantages:
-    """One advantage per turn of the batch's turn table, and which turns enter the loss."""
-
-    values: torch.Tensor  # [N] float32
-    keep: torch.Tensor  # [N] bool: False for turns of samples an estimator drops (NSR, PSR, DAPO)
+__all__ = ["apply_resrl", "compute_turn_advantages", "tensor_stats", "train_on_episodes"]
 
 
 def tensor_stats(prefix: str, values: torch.Tensor) -> dict[str, float]:
@@ -56,70 +50,22 @@ def tensor_stats(prefix: str, values: torch.Tensor) -> dict[str, float]:
     }
 
 
-def compute_turn_advantages(
-    batch: Batch, episodes: Sequence[Episode], algo: AlgoConfig, *, max_response_tokens: int | None = None
-) -> tuple[TurnAdvantages, dict[str, float]]:
-    """Advantages of every turn with the configured estimator, over the batch's exact groups.
+def compute_turn_advantages(batch: Batch, config: RunConfig) -> tuple[TurnAdvantages, dict[str, float]]:
+    """Advantages of every turn with the estimator ``algo.advantage`` names, over the batch's exact groups.
 
-    Outcome estimators (GRPO, NSR, PSR, W-REINFORCE, DAPO) score an episode by its return and give each of its turns
-    that score's advantage (:func:`~resrl_agent.algorithms.advantages.outcome_turn_advantages`); GiGPO gives each
-    turn its own A_E + omega A_S. Every estimator takes ``algo.invalid_penalty`` off the turns whose output did not
-    parse.
+    The estimator (:mod:`resrl_agent.algorithms.estimators`) reads the batch alone; this checks that it gave one
+    advantage and one keep flag per turn and adds ``adv/invalid_turn_frac``, the turns whose output did not parse.
     """
-    group_ids = [e.group_id for e in episodes]
-    returns = batch.episode_return.clone()  # [E]
-    turn_episode = batch.turn_episode.tolist()
-    turn_number = batch.turn_number.tolist()
-    invalid = [[not t.format_valid for t in e.turns] for e in episodes]
-    turn_invalid = torch.tensor(
-        [invalid[e][k] for e, k in zip(turn_episode, turn_number, strict=True)], dtype=torch.bool
-    )
-    metrics: dict[str, float] = {
-        "adv/invalid_turn_frac": float(turn_invalid.float().mean()) if len(turn_episode) else 0.0
-    }
-    if algo.advantage == "gigpo":
-        g = algo.gigpo
-        per_turn = gigpo_advantages(
-            [[t.reward for t in e.turns] for e in episodes],
-            group_ids,
-            [[t.anchor for t in e.turns] for e in episodes],
-            invalid=invalid,
-            gamma=g.gamma,
-            omega=g.omega,
-            norm=g.norm,
-            episode_stats=g.episode_stats,
-            invalid_penalty=algo.invalid_penalty,
+    turn_adv, metrics = get_estimator(config.algo.advantage)(batch, config)
+    n = batch.num_turns
+    if tuple(turn_adv.values.shape) != (n,) or tuple(turn_adv.keep.shape) != (n,) or turn_adv.keep.dtype != torch.bool:
+        raise TrainerError(
+            f"estimator {config.algo.advantage!r} returned values of shape {tuple(turn_adv.values.shape)} and keep of "
+            f"shape {tuple(turn_adv.keep.shape)} ({turn_adv.keep.dtype}); a batch of {n} turns needs [{n}] and "
+            f"[{n}] bool"
         )
-        flat = torch.tensor(
-            [per_turn[e][k] for e, k in zip(turn_episode, turn_number, strict=True)], dtype=torch.float32
-        )
-        sizes = torch.bincount(batch.turn_anchor_idx)
-        metrics["gigpo/anchor_group_size_mean"] = float(sizes[sizes > 0].float().mean()) if sizes.numel() else 0.0
-        metrics["gigpo/singleton_anchor_frac"] = float((sizes == 1).sum()) / max(int((sizes > 0).sum()), 1)
-        return TurnAdvantages(flat, torch.ones_like(flat, dtype=torch.bool)), metrics
-    keep_episode: torch.Tensor | None = None
-    if algo.advantage == "dapo":
-        # dynamic sampling looks at the scores themselves: a group that is all right (or all wrong) is dropped even
-        # when the overlong penalty makes its shaped rewards differ (DAPO filters on accuracy)
-        keep_episode = dapo_keep_mask(returns, group_ids)
-        if algo.overlong_buffer > 0:
-            if max_response_tokens is None:
-                raise ValueError("dapo's overlong penalty needs max_response_tokens")
-            lengths = [sum(len(t.response_ids) for t in e.turns) for e in episodes]
-            returns = returns + dapo_overlong_penalty(
-                lengths, max_len=max_response_tokens, buffer=min(algo.overlong_buffer, max_response_tokens)
-            )
-        metrics["dapo/kept_group_frac"] = float(keep_episode.float().mean()) if len(episodes) else 0.0
-    values, keep = outcome_turn_advantages(
-        returns,
-        group_ids,
-        batch.turn_episode,
-        turn_invalid,
-        estimator=algo.advantage,
-        invalid_penalty=algo.invalid_penalty,
-        keep=keep_episode,
-    )
-    return TurnAdvantages(values, keep), metrics
+    invalid = float((~batch.turn_format_valid).float().mean()) if n else 0.0
+    return turn_adv, {"adv/invalid_turn_frac": invalid, **metrics}
 
 
 def apply_resrl(
@@ -219,9 +165,7 @@ def train_on_episodes(
     if not episodes:
         return {"update/env_error_episodes": float(errored), "update/rows": 0.0, "update/skipped": 1.0}
     batch = collate(episodes, mode, pad_id=pad_id)
-    turn_adv, metrics = compute_turn_advantages(
-        batch, episodes, config.algo, max_response_tokens=config.rollout.max_new_tokens * config.rollout.max_turns
-    )
+    turn_adv, metrics = compute_turn_advantages(batch, config)
     metrics["update/env_error_episodes"] = float(errored)
     metrics.update(tensor_stats("adv/turn", turn_adv.values[turn_adv.keep]))
     token_adv = batch.expand_turn_values(turn_adv.values)

@@ -79,7 +79,7 @@ def test_resrl_per_turn(fresh_model: Any, episode_factory: Any, mode: str) -> No
     episodes = episode_factory(num_groups=2, group_size=4, num_turns=3, mode=mode)
     batch = collate(episodes, mode)  # type: ignore[arg-type]
     cfg = load_config(None, ["algo.advantage=gigpo", "algo.resrl.svd=exact"])
-    turn_adv, _ = compute_turn_advantages(batch, episodes, cfg.algo)
+    turn_adv, _ = compute_turn_advantages(batch, cfg)
     token_adv = batch.expand_turn_values(turn_adv.values)
     learner = Learner(fresh_model, LearnerSettings())
     _, _, hidden = learner.compute_logprobs(batch.input_ids, batch.attention_mask, batch.loss_mask)
@@ -116,7 +116,7 @@ def _ppo_inputs(episode_factory: Any) -> tuple[Any, torch.Tensor]:
     episodes = episode_factory(num_groups=2, group_size=4, num_turns=2)
     batch = collate(episodes, "concat")
     cfg = load_config(None, ["algo.advantage=grpo"])
-    turn_adv, _ = compute_turn_advantages(batch, episodes, cfg.algo)
+    turn_adv, _ = compute_turn_advantages(batch, cfg)
     return batch, batch.expand_turn_values(turn_adv.values)
 
 
