@@ -1,9 +1,11 @@
 """The single-process trainer: SFT warm start, then rollout -> advantages -> ResRL -> PPO -> weights to inference.
 
-One process holds the learner and the inference engine (:func:`resrl_agent.run.engines.make_engine`): HF shares
-the policy's weights when both are on the same device, so "pushing weights" costs nothing; vLLM runs its own engine
-and takes the learner's weights after every update. The Ray driver (:mod:`resrl_agent.trainer.ray_driver`) runs the
-same phases with rollout workers, an inference actor and one or several learner actors (``trainer.num_learners``).
+The Trainer holds a generator (plays tasks into episodes) and a learner group (updates, SFT, weights, state); see
+:mod:`resrl_agent.trainer.parts`. Here both live in this process: the inference engine
+(:func:`resrl_agent.run.engines.make_engine`; HF shares the policy's weights when both are on the same device, so
+"pushing weights" costs nothing; vLLM runs its own engine and takes the learner's weights after every update) and
+one learner. The Ray driver (:mod:`resrl_agent.trainer.ray_driver`) only builds other parts: rollout workers around
+an inference actor, and one or several learner actors (``trainer.num_learners``); every phase is this code.
 
 Determinism (``trainer.deterministic``): every generation request is its own batch of one, seeded from the run
 seed, the iteration, the task slot, the sample and the turn (``TaskSpec.seed`` comes from ``derive_seed(seed,
@@ -22,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import envs
 from resrl_agent.config import RunConfig, dump_config
@@ -32,16 +34,16 @@ from resrl_agent.eval.summary import summarize
 from resrl_agent.inference.hf import load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
 from resrl_agent.rollout.chat import ChatFormatter
-from resrl_agent.rollout.loop import TaskSpec, run_episodes
-from resrl_agent.run.engines import close_engine, make_engine
+from resrl_agent.rollout.loop import TaskSpec
+from resrl_agent.run.engines import make_engine
 from resrl_agent.run.settings import rollout_settings
 from resrl_agent.run.tasks import eval_tasks, held_out_split, train_tasks
 from resrl_agent.seeding import derive_seed, seed_everything
 from resrl_agent.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.metrics import MetricsSink
-from resrl_agent.trainer.sft import dagger_relabel, expert_episodes, replay_sample, sft_phase, sft_step_count
-from resrl_agent.trainer.update import train_on_episodes
+from resrl_agent.trainer.parts import Generator, LearnerGroup, LocalGenerator, LocalLearners
+from resrl_agent.trainer.sft import dagger_relabel, expert_episodes, replay_sample, sft_step_count
 from resrl_agent.types import Episode, write_episodes
 
 logger = logging.getLogger(__name__)
@@ -132,19 +134,25 @@ class Trainer:
         self.tokenizer = tokenizer
         self.formatter = ChatFormatter(tokenizer)
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
-        self.learner = Learner(model, LearnerSettings.from_config(config), seed=derive_seed(config.seed, "learner"))
-        self.engine = self._make_engine(model, tokenizer)
+        learner = Learner(model, LearnerSettings.from_config(config), seed=derive_seed(config.seed, "learner"))
+        self.learner_group: LearnerGroup = LocalLearners(learner, config, self.pad_id)
+        # hf: shares the policy's module (same device) or a copy; vllm: its own engine that takes pushed weights
+        self.generator: Generator = LocalGenerator(config, make_engine(config, model, tokenizer), self.formatter)
+
+    @property
+    def learner(self) -> Learner:
+        """The in-process learner (the single-process trainer's)."""
+        return cast(LocalLearners, self.learner_group).learner
+
+    @property
+    def engine(self) -> Any:
+        """The in-process inference engine (the single-process trainer's)."""
+        return cast(LocalGenerator, self.generator).engine
 
     # --------------------------------------------------------------------------------------------- plumbing
-    def _make_engine(self, model: Any, tokenizer: Any) -> Any:
-        """hf: shares the policy's module (same device) or a copy; vllm: its own engine that takes pushed weights."""
-        return make_engine(self.config, model, tokenizer)
-
     def push_weights(self) -> None:
-        """Make the inference engine sample from the learner's current weights (after every update)."""
-        if getattr(self.engine, "model", None) is self.learner.model:
-            return  # the HF engine shares the policy's module
-        self.engine.update_weights(self.learner.model.state_dict())
+        """Make the generator sample from the learner group's current weights (after every update)."""
+        self.generator.load_weights_from(self.learner_group)
 
     def _emit(self, phase: str, step: int, metrics: dict[str, float]) -> None:
         self.sink.log(step, metrics, phase=phase)
@@ -152,18 +160,10 @@ class Trainer:
             self.progress(phase, {"step": float(step), **metrics})
 
     def rollout(self, tasks: list[TaskSpec], *, iteration: int, evaluation: bool = False) -> list[Episode]:
-        """Play ``tasks`` with the current policy (the Ray driver overrides this with its workers)."""
+        """Play ``tasks`` with the current policy on the generator."""
         settings = rollout_settings(self.config, evaluation=evaluation)
-        return run_episodes(
-            self.config.env.id,
-            tasks,
-            self.engine,
-            self.formatter,
-            settings,
-            env_kwargs=dict(self.config.env.kwargs),
-            policy_version=iteration,
-            progress=self._episode_progress(len(tasks), evaluation),
-        )
+        progress = self._episode_progress(len(tasks), evaluation)
+        return self.generator.play(tasks, settings, policy_version=iteration, progress=progress)
 
     def _episode_progress(self, total: int, evaluation: bool) -> Callable[[int], None] | None:
         """``progress(n)`` for a rollout: tells the display (phase "episodes", not logged) n of ``total`` are done."""
@@ -174,14 +174,8 @@ class Trainer:
         return lambda done: report("episodes", {"done": float(done), "total": float(total), "evaluation": kind})
 
     def update(self, episodes: list[Episode]) -> dict[str, float]:
-        """One RL update on the learner (the Ray driver sends this to its learner actor)."""
-        return train_on_episodes(self.learner, episodes, self.config, pad_id=self.pad_id)
-
-    def learner_state(self) -> dict[str, Any]:
-        return self.learner.state_dict()
-
-    def load_learner_state(self, state: dict[str, Any]) -> None:
-        self.learner.load_state_dict(state)
+        """One RL update on the learner group, with both parts' counters."""
+        return {**self.learner_group.update(episodes), **self.learner_group.stats(), **self.generator.stats()}
 
     def sft_update(
         self,
@@ -191,17 +185,17 @@ class Trainer:
         epochs: int | None = None,
         lr: float | None = None,
     ) -> list[dict[str, float]]:
-        """SFT epochs (default ``trainer.sft_epochs``) on the learner at peak learning rate ``lr`` (default
+        """SFT epochs (default ``trainer.sft_epochs``) on the learner group at peak learning rate ``lr`` (default
         ``trainer.sft_lr``); the RL optimizer is fresh afterwards.
 
-        ``on_step(step, metrics)`` is called after each optimizer step, as it happens (the Ray driver, whose steps
-        run in learner actors, does not call it)."""
-        return sft_phase(self.learner, episodes, self.config, pad_id=self.pad_id, on_step=on_step, epochs=epochs, lr=lr)
+        ``on_step(step, metrics)`` is called after each optimizer step, as it happens, where the steps run in this
+        process (Ray learner actors return their history at the end instead)."""
+        return self.learner_group.sft(episodes, on_step, epochs=epochs, lr=lr)
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self, name: str) -> None:
         payload = {
-            "learner": self.learner_state(),
+            "learner": self.learner_group.state_dict(),
             "iteration": self.state.iteration,
             "sft_done": self.state.sft_done,
             "evals": self.state.evals,
@@ -216,7 +210,7 @@ class Trainer:
         if file is None:
             raise TrainerError(f"--resume: no checkpoint under {self.run_dir}/checkpoints")
         payload = load_checkpoint(file, tokenizer=self.tokenizer, model_path=self.config.model.path)
-        self.load_learner_state(payload["learner"])
+        self.learner_group.load_state_dict(payload["learner"])
         self.state = _State(payload["iteration"], payload["sft_done"], dict(payload.get("evals", {})))
         set_rng_state(payload["rng"])
         self.push_weights()
@@ -433,12 +427,14 @@ class Trainer:
         return every
 
     def close(self) -> None:
-        """Release what the trainer holds: the engine's processes (vLLM's engine core); the Ray driver stops its
-        actors. Idempotent."""
-        engine = getattr(self, "engine", None)
-        if engine is not None:
-            self.engine = None
-            close_engine(engine)
+        """Release what the trainer holds: the generator's engine (vLLM's engine core) or actors, the learner
+        group's actors. Idempotent; the parts' counters stay readable."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        for part in (getattr(self, "generator", None), getattr(self, "learner_group", None)):
+            if part is not None:  # None: __init__ failed before the part was built
+                part.close()
 
     def _on_interrupt(self, signum: int, frame: Any) -> None:
         if self._interrupted:  # a second Ctrl-C stops at once (the handler below still saves)

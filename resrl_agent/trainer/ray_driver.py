@@ -1,4 +1,6 @@
-"""The Ray driver: rollout worker actors, an inference actor and learner actor(s) around the same plain classes.
+"""The Ray driver: the Trainer's two parts as Ray actors (:class:`RayGenerator`: rollout workers around an inference
+actor; :class:`RayLearners`: the learner actor(s)); :class:`RayTrainer` only builds them, every phase is
+:class:`~resrl_agent.trainer.loop.Trainer`'s.
 
 Every actor is a plain class that works without Ray (:class:`LearnerWorker`, :class:`InferenceWorker`,
 :class:`RolloutWorker`); Ray only places and wraps them. Each asks for ``trainer.worker_cpus`` (fractional) CPUs, so
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
@@ -32,15 +34,13 @@ from resrl_agent.inference.base import Generation, InferenceEngine, SamplingPara
 from resrl_agent.inference.hf import load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
 from resrl_agent.rollout.chat import ChatFormatter
-from resrl_agent.rollout.loop import RolloutSettings, TaskSpec, run_episodes
+from resrl_agent.rollout.loop import RolloutSettings, TaskSpec
 from resrl_agent.run.engines import close_engine, make_engine
-from resrl_agent.run.settings import rollout_settings
 from resrl_agent.seeding import derive_seed, seed_everything
 from resrl_agent.trainer.distributed import DataParallel, free_port, init_learner_group
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.loop import Trainer
-from resrl_agent.trainer.sft import sft_phase
-from resrl_agent.trainer.update import train_on_episodes
+from resrl_agent.trainer.parts import LocalGenerator, LocalLearners
 from resrl_agent.types import Episode
 
 logger = logging.getLogger(__name__)
@@ -74,20 +74,26 @@ class LearnerWorker:
         self.rank, self.world_size = rank, world_size
         self._model, tokenizer = _load(config, config.trainer.device)
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
-        self._learner: Learner | None = None
+        self._local: LocalLearners | None = None
         if world_size == 1:
             self._build(None)
 
     def _build(self, parallel: DataParallel | None) -> None:
         config = self.config
         settings = LearnerSettings.from_config(config)
-        self._learner = Learner(self._model, settings, seed=derive_seed(config.seed, "learner"), parallel=parallel)
+        learner = Learner(self._model, settings, seed=derive_seed(config.seed, "learner"), parallel=parallel)
+        self._local = LocalLearners(learner, config, self.pad_id)
+
+    @property
+    def local(self) -> LocalLearners:
+        """This rank's learner as an in-process learner group (its update and SFT)."""
+        if self._local is None:
+            raise TrainerError(f"learner rank {self.rank} of {self.world_size} has not joined its group (join())")
+        return self._local
 
     @property
     def learner(self) -> Learner:
-        if self._learner is None:
-            raise TrainerError(f"learner rank {self.rank} of {self.world_size} has not joined its group (join())")
-        return self._learner
+        return self.local.learner
 
     def address(self) -> tuple[str, int]:
         """Rank 0: where the others meet it (this node's IP, a free port)."""
@@ -100,12 +106,12 @@ class LearnerWorker:
         return self.rank
 
     def update(self, episodes: list[Episode]) -> dict[str, float]:
-        return train_on_episodes(self.learner, episodes, self.config, pad_id=self.pad_id)
+        return self.local.update(episodes)
 
     def sft(
         self, episodes: list[Episode], epochs: int | None = None, lr: float | None = None
     ) -> list[dict[str, float]]:
-        return sft_phase(self.learner, episodes, self.config, pad_id=self.pad_id, epochs=epochs, lr=lr)
+        return self.local.sft(episodes, None, epochs=epochs, lr=lr)
 
     def weights(self) -> dict[str, Any]:
         parallel = self.learner.parallel
@@ -163,37 +169,167 @@ class _RemoteEngine:
 
 
 class RolloutWorker:
-    """Owns envs (local, or remote over HTTP through the env's own client) and plays groups of tasks."""
+    """Owns envs (local, or remote over HTTP through the env's own client) and plays groups of tasks: a
+    :class:`~resrl_agent.trainer.parts.LocalGenerator` whose engine is the inference actor."""
 
     def __init__(self, config: RunConfig, engine: Any) -> None:
         from transformers import AutoTokenizer
 
-        self.config = config
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(config.model.path))
-        self.formatter = ChatFormatter(tokenizer)
-        self.engine = engine if not _is_actor(engine) else _RemoteEngine(engine, self.formatter.eos_token_id)
+        formatter = ChatFormatter(tokenizer)
+        engine = engine if not _is_actor(engine) else _RemoteEngine(engine, formatter.eos_token_id)
+        self.generator = LocalGenerator(config, engine, formatter)
 
     def pid(self) -> int:
         return os.getpid()
 
     def play(self, tasks: list[TaskSpec], settings: RolloutSettings, policy_version: int) -> list[Episode]:
-        return run_episodes(
-            self.config.env.id,
-            tasks,
-            self.engine,
-            self.formatter,
-            settings,
-            env_kwargs=dict(self.config.env.kwargs),
-            policy_version=policy_version,
-        )
+        return self.generator.play(tasks, settings, policy_version=policy_version)
 
 
 def _is_actor(obj: Any) -> bool:
     return isinstance(obj, ray.actor.ActorHandle)
 
 
+class RayLearners:
+    """The learner actors as one learner group: every call goes to all ranks at once (their collectives need every
+    rank); rank 0's answer is the group's."""
+
+    def __init__(self, actors: list[Any]) -> None:
+        self.actors = actors
+
+    def _on_all(self, method: str, *args: Any) -> Any:
+        refs = [getattr(actor, method).remote(*args) for actor in self.actors]
+        first = ray.get(refs[0])
+        ray.get(refs[1:])
+        return first
+
+    def _shared(self, value: Any) -> Any:
+        return ray.put(value) if len(self.actors) > 1 else value  # one object-store copy for every rank
+
+    def update(self, episodes: list[Episode]) -> dict[str, float]:
+        metrics: dict[str, float] = self._on_all("update", self._shared(episodes))
+        return metrics
+
+    def sft(
+        self, episodes: list[Episode], on_step: Any, *, epochs: int | None, lr: float | None
+    ) -> list[dict[str, float]]:
+        del on_step  # the steps run in the learner actors; the driver logs their history when they return
+        history: list[dict[str, float]] = self._on_all("sft", self._shared(episodes), epochs, lr)
+        return history
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = self._on_all("state_dict")
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._on_all("load_state_dict", self._shared(state))
+
+    def weight_refs(self) -> list[Any]:
+        """Every rank's ``weights`` call (fsdp2: all ranks join the gather); rank 0's ref holds the whole state."""
+        return [actor.weights.remote() for actor in self.actors]
+
+    def stats(self) -> dict[str, float]:
+        return {"ray/learners": float(len(self.actors))}
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+
+
+class RayGenerator:
+    """Rollout worker actors around one inference actor.
+
+    Rollouts are dispatched one group per request; a worker that dies is replaced by a fresh actor and its group
+    re-run from scratch, so each group comes back exactly once with all G episodes.
+    """
+
+    def __init__(self, config: RunConfig, inference: Any, num_workers: int) -> None:
+        self.config, self.inference = config, inference
+        self._worker_cls = ray.remote(max_restarts=0)(RolloutWorker)
+        self.workers = [self._new_worker() for _ in range(num_workers)]
+        self.replaced_workers = 0
+        self.version = 0
+
+    def _new_worker(self) -> Any:
+        return self._worker_cls.options(num_cpus=self.config.trainer.worker_cpus).remote(self.config, self.inference)
+
+    def load_weights_from(self, learners: RayLearners) -> None:
+        self.version += 1
+        refs = learners.weight_refs()
+        ray.get(self.inference.update_weights.remote(refs[0], self.version))
+        ray.get(refs[1:])
+
+    def play(
+        self,
+        tasks: list[TaskSpec],
+        settings: RolloutSettings,
+        *,
+        policy_version: int,
+        progress: Callable[[int], None] | None = None,
+        on_submitted: Callable[[list[Any]], None] | None = None,
+    ) -> list[Episode]:
+        """Play ``tasks`` on the worker actors, one group per request; a dead worker is replaced, its groups re-run.
+
+        ``progress(n)`` after each group that comes back (n episodes done so far); ``on_submitted(workers)`` runs
+        once after the first requests are in flight (tests kill a worker there).
+        """
+        groups: dict[str, list[TaskSpec]] = {}
+        for spec in tasks:
+            groups.setdefault(spec.group_id, []).append(spec)
+        queue = list(groups)
+        results: dict[str, list[Episode]] = {}
+        in_flight: dict[Any, tuple[int, str]] = {}
+        idle = list(range(len(self.workers)))
+        notified = False
+        while queue or in_flight:
+            while queue and idle:
+                slot, group = idle.pop(0), queue.pop(0)
+                ref = self.workers[slot].play.remote(groups[group], settings, policy_version)
+                in_flight[ref] = (slot, group)
+            if on_submitted is not None and not notified:
+                notified = True
+                on_submitted(list(self.workers))
+            done, _ = ray.wait(list(in_flight), num_returns=1)
+            for ref in done:
+                slot, group = in_flight.pop(ref)
+                try:
+                    episodes = ray.get(ref)
+                except _WORKER_DIED as err:
+                    logger.warning("rollout worker %d died (%s); replacing it and re-running %s", slot, err, group)
+                    self.workers[slot] = self._new_worker()
+                    self.replaced_workers += 1
+                    queue.insert(0, group)
+                    idle.append(slot)
+                    continue
+                if group in results:
+                    raise TrainerError(f"group {group} came back twice")  # cannot happen: one request per group
+                results[group] = episodes
+                idle.append(slot)
+                if progress is not None:
+                    progress(sum(len(v) for v in results.values()))
+        ordered = [ep for group in groups for ep in results[group]]
+        if len(ordered) != len(tasks):
+            raise TrainerError(f"{len(ordered)} episodes for {len(tasks)} rollouts")
+        return ordered
+
+    def stats(self) -> dict[str, float]:
+        return {"ray/replaced_workers": float(self.replaced_workers)}
+
+    def close(self) -> None:
+        """Stop the actors; the inference actor first shuts its engine down cleanly (a vLLM engine's processes
+        would otherwise only notice their parent's death; see :mod:`resrl_agent.inference.vllm_spawn`)."""
+        try:
+            ray.get(self.inference.close.remote(), timeout=60)
+        except Exception as err:  # a dead actor or a hung engine must not stop the others from being killed
+            logger.warning("inference actor: engine close failed (%s); killing it", err)
+        for handle in [*self.workers, self.inference]:
+            ray.kill(handle)
+
+
 class RayTrainer(Trainer):
-    """The trainer with Ray actors: same phases, checkpoints and metrics as :class:`Trainer`."""
+    """The trainer with Ray actors: the same phases, checkpoints and metrics as :class:`Trainer`, on a
+    :class:`RayGenerator` and :class:`RayLearners` (the Ray instance itself stays up after :meth:`close`)."""
 
     def _setup(self) -> None:
         from transformers import AutoTokenizer
@@ -216,121 +352,35 @@ class RayTrainer(Trainer):
         n = config.trainer.num_learners
         gpu = (share if n == 1 else 1) if learner_cuda else 0
         learner_cls = ray.remote(LearnerWorker).options(num_cpus=cpus, num_gpus=gpu)
-        self.learners = [learner_cls.remote(config, rank, n) for rank in range(n)]
+        actors = [learner_cls.remote(config, rank, n) for rank in range(n)]
         if n > 1:
-            addr, port = ray.get(self.learners[0].address.remote())
-            ray.get([actor.join.remote(addr, port) for actor in self.learners])
-        self.learner_actor = self.learners[0]
+            addr, port = ray.get(actors[0].address.remote())
+            ray.get([actor.join.remote(addr, port) for actor in actors])
         engine_gpu = share if engine_cuda else 0
-        self.inference = ray.remote(InferenceWorker).options(num_cpus=cpus, num_gpus=engine_gpu).remote(config)
-        self._worker_cls = ray.remote(max_restarts=0)(RolloutWorker)
-        self.workers = [self._new_worker() for _ in range(config.trainer.rollout_workers)]
-        self.replaced_workers = 0
-        self.version = 0
+        inference = ray.remote(InferenceWorker).options(num_cpus=cpus, num_gpus=engine_gpu).remote(config)
+        self.learner_group = RayLearners(actors)
+        self.generator = RayGenerator(config, inference, config.trainer.rollout_workers)
         self.push_weights()
 
-    def _new_worker(self) -> Any:
-        return self._worker_cls.options(num_cpus=self.config.trainer.worker_cpus).remote(self.config, self.inference)
+    @property
+    def ray_generator(self) -> RayGenerator:
+        return cast(RayGenerator, self.generator)
 
-    # ------------------------------------------------------------------------------------------- the phases
-    def _on_learners(self, method: str, *args: Any) -> Any:
-        """Call ``method`` on every learner at once (their collectives need all ranks); rank 0's result."""
-        refs = [getattr(actor, method).remote(*args) for actor in self.learners]
-        first = ray.get(refs[0])
-        ray.get(refs[1:])
-        return first
+    @property
+    def learners(self) -> list[Any]:
+        """The learner actors, rank 0 first."""
+        return cast(RayLearners, self.learner_group).actors
 
-    def push_weights(self) -> None:
-        self.version += 1
-        refs = [actor.weights.remote() for actor in self.learners]
-        ray.get(self.inference.update_weights.remote(refs[0], self.version))
-        ray.get(refs[1:])
+    @property
+    def workers(self) -> list[Any]:
+        """The rollout worker actors."""
+        return self.ray_generator.workers
 
-    def update(self, episodes: list[Episode]) -> dict[str, float]:
-        shared = ray.put(episodes) if len(self.learners) > 1 else episodes
-        metrics: dict[str, float] = self._on_learners("update", shared)
-        metrics["ray/replaced_workers"] = float(self.replaced_workers)
-        metrics["ray/learners"] = float(len(self.learners))
-        return metrics
+    @property
+    def inference(self) -> Any:
+        """The inference actor."""
+        return self.ray_generator.inference
 
-    def sft_update(
-        self,
-        episodes: list[Episode],
-        on_step: Callable[[int, dict[str, float]], None] | None = None,
-        *,
-        epochs: int | None = None,
-        lr: float | None = None,
-    ) -> list[dict[str, float]]:
-        del on_step  # the steps run in the learner actors; the driver logs their history when they return
-        shared = ray.put(episodes) if len(self.learners) > 1 else episodes
-        history: list[dict[str, float]] = self._on_learners("sft", shared, epochs, lr)
-        return history
-
-    def learner_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = self._on_learners("state_dict")
-        return state
-
-    def load_learner_state(self, state: dict[str, Any]) -> None:
-        shared = ray.put(state) if len(self.learners) > 1 else state
-        self._on_learners("load_state_dict", shared)
-
-    def rollout(
-        self,
-        tasks: list[TaskSpec],
-        *,
-        iteration: int,
-        evaluation: bool = False,
-        on_submitted: Callable[[list[Any]], None] | None = None,
-    ) -> list[Episode]:
-        """Play ``tasks`` on the worker actors, one group per request; a dead worker is replaced, its groups re-run.
-
-        ``on_submitted(workers)`` runs once after the first requests are in flight (tests kill a worker there).
-        """
-        settings = rollout_settings(self.config, evaluation=evaluation)
-        groups: dict[str, list[TaskSpec]] = {}
-        for spec in tasks:
-            groups.setdefault(spec.group_id, []).append(spec)
-        queue = list(groups)
-        results: dict[str, list[Episode]] = {}
-        in_flight: dict[Any, tuple[int, str]] = {}
-        idle = list(range(len(self.workers)))
-        notified = False
-        while queue or in_flight:
-            while queue and idle:
-                slot, group = idle.pop(0), queue.pop(0)
-                ref = self.workers[slot].play.remote(groups[group], settings, iteration)
-                in_flight[ref] = (slot, group)
-            if on_submitted is not None and not notified:
-                notified = True
-                on_submitted(list(self.workers))
-            done, _ = ray.wait(list(in_flight), num_returns=1)
-            for ref in done:
-                slot, group = in_flight.pop(ref)
-                try:
-                    episodes = ray.get(ref)
-                except _WORKER_DIED as err:
-                    logger.warning("rollout worker %d died (%s); replacing it and re-running %s", slot, err, group)
-                    self.workers[slot] = self._new_worker()
-                    self.replaced_workers += 1
-                    queue.insert(0, group)
-                    idle.append(slot)
-                    continue
-                if group in results:
-                    raise TrainerError(f"group {group} came back twice")  # cannot happen: one request per group
-                results[group] = episodes
-                idle.append(slot)
-        ordered = [ep for group in groups for ep in results[group]]
-        if len(ordered) != len(tasks):
-            raise TrainerError(f"{len(ordered)} episodes for {len(tasks)} rollouts")
-        return ordered
-
-    def close(self) -> None:
-        """Stop this run's actors (the Ray instance itself stays up); the inference actor first shuts its engine
-        down cleanly (a vLLM engine's processes would otherwise only notice their parent's death; see
-        :mod:`resrl_agent.inference.vllm_spawn`)."""
-        try:
-            ray.get(self.inference.close.remote(), timeout=60)
-        except Exception as err:  # a dead actor or a hung engine must not stop the others from being killed
-            logger.warning("inference actor: engine close failed (%s); killing it", err)
-        for handle in [*self.workers, self.inference, *self.learners]:
-            ray.kill(handle)
+    @property
+    def replaced_workers(self) -> int:
+        return self.ray_generator.replaced_workers

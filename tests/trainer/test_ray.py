@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from resrl_agent.config import load_config
+from resrl_agent.run.settings import rollout_settings
 from resrl_agent.run.tasks import train_tasks
 from resrl_agent.trainer.metrics import read_metrics
 
@@ -49,7 +50,8 @@ def test_killed_rollout_worker_is_replaced_and_no_group_is_lost(ray_trainer: Any
     def kill_first(_workers: list[Any]) -> None:
         os.kill(pids[0], signal.SIGKILL)  # a real process kill while its group is in flight
 
-    episodes = ray_trainer.rollout(tasks, iteration=7, on_submitted=kill_first)
+    settings = rollout_settings(ray_trainer.config)
+    episodes = ray_trainer.generator.play(tasks, settings, policy_version=7, on_submitted=kill_first)
     assert ray_trainer.replaced_workers == 1
     assert len(episodes) == 16
     per_group = Counter(e.group_id for e in episodes)

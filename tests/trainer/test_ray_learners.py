@@ -52,8 +52,8 @@ def test_two_learner_actors_train_on_math(
         saved = load_checkpoint(file)["learner"]
         assert all(type(v) is torch.Tensor for v in saved["model"].values())
         assert saved["steps"] == 2 and saved["optimizer"]["state"]
-        trainer.load_learner_state(saved)
-        again = trainer.learner_state()
+        trainer.learner_group.load_state_dict(saved)
+        again = trainer.learner_group.state_dict()
         for key, value in saved["model"].items():
             assert torch.equal(again["model"][key], value), key
     finally:
