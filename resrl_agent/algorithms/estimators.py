@@ -13,20 +13,21 @@ turns whose output did not parse.
 A new estimator registers under its own name, and the config then accepts that name::
 
     @register_estimator("my_estimator")
-    def my_estimator(batch: Batch, config: RunConfig) -> tuple[TurnAdvantages, dict[str, float]]:
+    def my_estimator(batch: Batch, config: RunConfigLike) -> tuple[TurnAdvantages, dict[str, float]]:
         ...
 
 The registry is per process: register in a module that every process running the update imports.
 
-The config is imported for type checking only: the algorithms stand below it at run time (the config imports
-this module to check ``algo.advantage``).
+The config imports this module (to check ``algo.advantage`` when it loads), so this module does not import the
+config, not even for type checking: an estimator's ``config`` is typed by what it reads (:class:`RunConfigLike`,
+which a ``RunConfig`` is).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import torch
 
@@ -35,10 +36,24 @@ from resrl_agent.algorithms.gigpo import gigpo_advantages
 from resrl_agent.errors import ConfigError
 from resrl_agent.types import Batch
 
-if TYPE_CHECKING:
-    from resrl_agent.config import RunConfig
+__all__ = [
+    "Estimator",
+    "RunConfigLike",
+    "TurnAdvantages",
+    "estimator_names",
+    "get_estimator",
+    "register_estimator",
+]
 
-__all__ = ["Estimator", "TurnAdvantages", "estimator_names", "get_estimator", "register_estimator"]
+
+class RunConfigLike(Protocol):
+    """The sections of a ``RunConfig`` an estimator may read."""
+
+    @property
+    def algo(self) -> Any: ...
+
+    @property
+    def rollout(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -52,7 +67,7 @@ class TurnAdvantages:
 class Estimator(Protocol):
     """``(batch, config) -> (TurnAdvantages, metrics)``: advantages over the batch's exact groups."""
 
-    def __call__(self, batch: Batch, config: RunConfig, /) -> tuple[TurnAdvantages, dict[str, float]]: ...
+    def __call__(self, batch: Batch, config: RunConfigLike, /) -> tuple[TurnAdvantages, dict[str, float]]: ...
 
 
 EstimatorT = TypeVar("EstimatorT", bound=Estimator)
@@ -96,7 +111,7 @@ def get_estimator(name: str) -> Estimator:
 def _outcome(estimator: Literal["grpo", "nsr", "psr", "w_reinforce"]) -> Estimator:
     """An outcome estimator on the episodes' returns."""
 
-    def estimate(batch: Batch, config: RunConfig, /) -> tuple[TurnAdvantages, dict[str, float]]:
+    def estimate(batch: Batch, config: RunConfigLike, /) -> tuple[TurnAdvantages, dict[str, float]]:
         values, keep = outcome_turn_advantages(
             batch.episode_return,
             batch.episode_group.tolist(),
@@ -119,7 +134,7 @@ register_estimator("w_reinforce")(_outcome("w_reinforce"))
 
 
 @register_estimator("dapo")
-def dapo(batch: Batch, config: RunConfig, /) -> tuple[TurnAdvantages, dict[str, float]]:
+def dapo(batch: Batch, config: RunConfigLike, /) -> tuple[TurnAdvantages, dict[str, float]]:
     """DAPO: GRPO over the groups whose scores differ, on returns shaped by the soft overlong penalty.
 
     Dynamic sampling looks at the scores themselves: a group that is all right (or all wrong) is dropped even when
@@ -150,7 +165,7 @@ def dapo(batch: Batch, config: RunConfig, /) -> tuple[TurnAdvantages, dict[str, 
 
 
 @register_estimator("gigpo")
-def gigpo(batch: Batch, config: RunConfig, /) -> tuple[TurnAdvantages, dict[str, float]]:
+def gigpo(batch: Batch, config: RunConfigLike, /) -> tuple[TurnAdvantages, dict[str, float]]:
     """GiGPO: each turn its A_E + omega A_S, with step groups from the batch's anchor step groups; keeps all."""
     algo = config.algo
     g = algo.gigpo
