@@ -9,7 +9,9 @@ Routes (docs/design.md "Serving"): ``POST /v1/sessions`` (env id + kwargs), ``PO
 ``/v1/ws`` and ``/v1/sessions/{id}/ws`` (the same operations as messages; served as plain ASGI by ``_Guard``),
 ``GET /v1/envs``, ``GET /healthz`` and ``GET /metrics`` (Prometheus). Errors are
 ``{"error": {"code", "message", "hint"?}}`` with the status of ``servers.schemas.ERROR_STATUS``.
-A bearer token, when set, guards every route but ``/healthz``.
+A bearer token, when set, guards every route but ``/healthz`` (which then shows only liveness to a caller without
+it); with several client tokens each client sees only its own sessions. A bind to anything but loopback without a
+token refuses to start (``--insecure-no-auth-on-public-bind`` allows it). See docs/serving.md "Security".
 """
 
 from __future__ import annotations
@@ -18,10 +20,7 @@ import argparse
 import contextlib
 import json
 import logging
-import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
@@ -32,7 +31,8 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servers.deps import get_manager
-from servers.env_sessions import ApiError, EnvServerSettings, SessionManager
+from servers.env_sessions import ANONYMOUS, ApiError, EnvServerSettings, SessionManager
+from servers.limits import raise_open_files_limit, uvicorn_options
 from servers.schemas import (
     BatchStepRequest,
     BatchStepResponse,
@@ -49,12 +49,14 @@ from servers.schemas import (
     WsRequest,
     error_body,
 )
+from servers.security import INSECURE_FLAG, InsecureBindError, bearer_client, check_bind, resolve_token
 
 __all__ = ["EnvServerSettings", "create_app", "main", "resolve_token", "serve"]
 
 log = logging.getLogger(__name__)
 
 TOKEN_ENV = "RESRL_ENV_SERVER_TOKEN"
+CLIENT_KEY = "resrl.client"  # the scope key of the authenticated client's name (None: no valid token)
 _JSON = "application/json"
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -85,7 +87,7 @@ class _Guard:
     ) -> None:
         self.app = app
         self.manager = manager
-        self.expected = f"Bearer {settings.token}".encode() if settings.token is not None else None
+        self.tokens = settings.bearer_tokens()
         self.limit = settings.max_request_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -93,26 +95,29 @@ class _Guard:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if self.expected is not None and scope["path"] != "/healthz":
+        client: str | None = ANONYMOUS
+        if self.tokens:
             given = next((value for key, value in scope["headers"] if key == b"authorization"), b"")
-            if not secrets.compare_digest(given, self.expected):
-                await _deny(
-                    scope,
-                    send,
-                    401,
-                    error_body(
-                        "UNAUTHORIZED",
-                        "missing or wrong bearer token",
-                        "send the header 'Authorization: Bearer <token>'",
-                    ),
-                )
-                return
+            client = bearer_client(given, self.tokens)
+        scope[CLIENT_KEY] = client
+        if client is None and scope["path"] != "/healthz":
+            await _deny(
+                scope,
+                send,
+                401,
+                error_body(
+                    "UNAUTHORIZED",
+                    "missing or wrong bearer token",
+                    "send the header 'Authorization: Bearer <token>'",
+                ),
+            )
+            return
         if kind == "websocket":
             bound = _ws_route(scope)
             if bound is _NOT_OURS:
                 await self.app(scope, receive, send)
             else:
-                await _serve_websocket(receive, send, self.manager, bound)  # type: ignore[arg-type]
+                await _serve_websocket(receive, send, self.manager, bound, client)  # type: ignore[arg-type]
             return
         length = next((value for key, value in scope["headers"] if key == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) > self.limit:
@@ -238,8 +243,10 @@ def create_app(settings: EnvServerSettings | None = None) -> FastAPI:
         code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(error.status_code, "BAD_REQUEST")
         return JSONResponse(error_body(code, str(error.detail)), status_code=error.status_code)
 
-    @app.get("/healthz", response_model=Health, tags=["ops"])
-    async def healthz() -> dict[str, Any]:
+    @app.get("/healthz", response_model=Health, response_model_exclude_none=True, tags=["ops"])
+    async def healthz(request: Request) -> dict[str, Any]:
+        if request.scope.get(CLIENT_KEY) is None:  # no valid token: liveness only
+            return {"status": "ok"}
         return {
             "status": "ok",
             "sessions": len(manager.sessions),
@@ -265,8 +272,8 @@ def create_app(settings: EnvServerSettings | None = None) -> FastAPI:
         responses=_errors(400, 401, 404, 413, 422, 429, 502, 504),
         tags=["sessions"],
     )
-    async def create_session(body: CreateSessionRequest, pool: Pool) -> Any:
-        return JSONResponse(await pool.create(body.env_id, body.env_kwargs), status_code=201)
+    async def create_session(body: CreateSessionRequest, pool: Pool, request: Request) -> Any:
+        return JSONResponse(await pool.create(body.env_id, body.env_kwargs, _client(request)), status_code=201)
 
     @app.post(
         "/v1/sessions/{session_id}/reset",
@@ -274,9 +281,9 @@ def create_app(settings: EnvServerSettings | None = None) -> FastAPI:
         responses=_errors(400, 401, 404, 413, 422, 502, 504),
         tags=["sessions"],
     )
-    async def reset(session_id: str, body: ResetRequest | None = None) -> Response:
+    async def reset(session_id: str, request: Request, body: ResetRequest | None = None) -> Response:
         body = body or ResetRequest()
-        return Response(await manager.reset(session_id, body.seed, body.options), media_type=_JSON)
+        return Response(await manager.reset(session_id, body.seed, body.options, _client(request)), media_type=_JSON)
 
     @app.post(
         "/v1/sessions/{session_id}/step",
@@ -284,8 +291,10 @@ def create_app(settings: EnvServerSettings | None = None) -> FastAPI:
         responses=_errors(400, 401, 404, 409, 413, 422, 502, 504),
         tags=["sessions"],
     )
-    async def step(session_id: str, body: StepRequest) -> Response:
-        return Response(await manager.step(session_id, body.action, body.request_id), media_type=_JSON)
+    async def step(session_id: str, body: StepRequest, request: Request) -> Response:
+        return Response(
+            await manager.step(session_id, body.action, body.request_id, _client(request)), media_type=_JSON
+        )
 
     @app.post(
         "/v1/sessions:step",
@@ -293,18 +302,23 @@ def create_app(settings: EnvServerSettings | None = None) -> FastAPI:
         responses=_errors(400, 401, 413, 422),
         tags=["sessions"],
     )
-    async def step_batch(body: BatchStepRequest) -> Response:
-        return Response(await manager.step_batch(body.steps), media_type=_JSON)
+    async def step_batch(body: BatchStepRequest, request: Request) -> Response:
+        return Response(await manager.step_batch(body.steps, _client(request)), media_type=_JSON)
 
     @app.delete(
         "/v1/sessions/{session_id}", response_model=CloseResponse, responses=_errors(401, 404), tags=["sessions"]
     )
-    async def close(session_id: str, pool: Pool) -> dict[str, Any]:
-        return {"session_id": session_id, "closed": await pool.close(session_id)}
+    async def close(session_id: str, pool: Pool, request: Request) -> dict[str, Any]:
+        return {"session_id": session_id, "closed": await pool.close(session_id, _client(request))}
 
     # The WebSockets /v1/ws and /v1/sessions/{session_id}/ws are served by _Guard (see its docstring).
     app.add_middleware(_Guard, settings=settings, manager=manager)
     return app
+
+
+def _client(request: Request) -> str:
+    client: str | None = request.scope.get(CLIENT_KEY, ANONYMOUS)
+    return ANONYMOUS if client is None else client
 
 
 _NOT_OURS = object()
@@ -326,7 +340,9 @@ def _ws_route(scope: Scope) -> object:
     return _NOT_OURS
 
 
-async def _serve_websocket(receive: Receive, send: Send, manager: SessionManager, bound: str | None) -> None:
+async def _serve_websocket(
+    receive: Receive, send: Send, manager: SessionManager, bound: str | None, client: str = ANONYMOUS
+) -> None:
     """One message in, one answer out, in order: ``{"id", "result"}`` or ``{"id", "error": {..., "status"}}``."""
     if (await receive())["type"] != "websocket.connect":
         return
@@ -339,14 +355,14 @@ async def _serve_websocket(receive: Receive, send: Send, manager: SessionManager
         text = message.get("text")
         if text is None:
             text = (message.get("bytes") or b"").decode("utf-8", "replace")
-        answer = await _ws_answer(text, manager, bound, limit)
+        answer = await _ws_answer(text, manager, bound, limit, client)
         try:
             await send({"type": "websocket.send", "text": answer})
         except OSError:  # the client went away (uvicorn's ClientDisconnected is an OSError)
             return
 
 
-async def _ws_answer(text: str, manager: SessionManager, bound: str | None, limit: int) -> str:
+async def _ws_answer(text: str, manager: SessionManager, bound: str | None, limit: int, client: str) -> str:
     request_id: Any = None
     try:
         if len(text) > limit:
@@ -358,7 +374,7 @@ async def _ws_answer(text: str, manager: SessionManager, bound: str | None, limi
             status, body = _validation_answer(errors, json_invalid=any(e["type"] == "json_invalid" for e in errors))
             raise ApiError("BAD_REQUEST", body["error"]["message"], body["error"].get("hint"), status) from None
         request_id = request.id
-        payload = await _ws_dispatch(request, manager, bound)
+        payload = await _ws_dispatch(request, manager, bound, client)
     except ApiError as error:
         manager.count_error(error.code)
         body = error_body(error.code, error.message, error.hint)
@@ -370,42 +386,41 @@ async def _ws_answer(text: str, manager: SessionManager, bound: str | None, limi
     return '{"id":' + json.dumps(request_id) + ',"result":' + payload + "}"
 
 
-async def _ws_dispatch(request: WsRequest, manager: SessionManager, bound: str | None) -> str:
+async def _ws_dispatch(request: WsRequest, manager: SessionManager, bound: str | None, client: str) -> str:
     op = request.op
     session_id = request.session_id or bound
     if op == "step_batch":
-        return (await manager.step_batch(request.steps or [])).decode()
+        return (await manager.step_batch(request.steps or [], client)).decode()
     if op == "create":
         if request.env_id is None:
             raise ApiError("BAD_REQUEST", "env_id: required for op 'create'", status=422)
-        return json.dumps(await manager.create(request.env_id, request.env_kwargs or {}))
+        return json.dumps(await manager.create(request.env_id, request.env_kwargs or {}, client))
     if session_id is None:
         raise ApiError("BAD_REQUEST", f"session_id: required for op {op!r} on /v1/ws", status=422)
     if op == "step":
         if request.action is None:
             raise ApiError("BAD_REQUEST", "action: required for op 'step'", status=422)
-        return (await manager.step(session_id, request.action, request.request_id)).decode()
+        return (await manager.step(session_id, request.action, request.request_id, client)).decode()
     if op == "reset":
-        return (await manager.reset(session_id, request.seed, request.options)).decode()
-    return json.dumps({"session_id": session_id, "closed": await manager.close(session_id)})
-
-
-def resolve_token(token: str | None = None, token_file: str | Path | None = None, env: str = TOKEN_ENV) -> str | None:
-    """The bearer token: given directly, else read from ``token_file``, else from the env var; None = no auth."""
-    if token:
-        return token
-    if token_file:
-        value = Path(token_file).read_text(encoding="utf-8").strip()
-        if not value:
-            raise ValueError(f"token file {token_file} is empty")
-        return value
-    return os.environ.get(env) or None
+        return (await manager.reset(session_id, request.seed, request.options, client)).decode()
+    return json.dumps({"session_id": session_id, "closed": await manager.close(session_id, client)})
 
 
 def serve(settings: EnvServerSettings, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the server in the foreground until SIGINT/SIGTERM, then close every env."""
+    """Run the server in the foreground until SIGINT/SIGTERM, then close every env.
+
+    Raises :class:`~servers.security.InsecureBindError` (a ValueError) before binding a non-loopback ``host``
+    without a token, unless ``settings.insecure_no_auth_on_public_bind``.
+    """
     import uvicorn
 
+    check_bind(
+        host,
+        bool(settings.bearer_tokens()),
+        allow_insecure=settings.insecure_no_auth_on_public_bind,
+        server="env server",
+    )
+    raise_open_files_limit()
     uvicorn.run(
         create_app(settings),
         host=host,
@@ -414,6 +429,11 @@ def serve(settings: EnvServerSettings, host: str = "127.0.0.1", port: int = 8000
         ws_max_size=max(settings.max_request_bytes * 2, 1 << 16),
         timeout_graceful_shutdown=10,
         lifespan="on",
+        **uvicorn_options(
+            max_connections=settings.max_connections,
+            keep_alive_s=settings.keep_alive_s,
+            header_timeout_s=settings.header_timeout_s,
+        ),
     )
 
 
@@ -430,6 +450,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--session-ttl-s", type=float, default=600.0)
     parser.add_argument("--step-timeout-s", type=float, default=30.0)
     parser.add_argument("--token-file", default=None, help=f"bearer token file (else the env var {TOKEN_ENV})")
+    parser.add_argument("--max-sessions-per-client", type=int, default=None, help="sessions one token may hold")
+    parser.add_argument(
+        INSECURE_FLAG, dest="insecure", action="store_true", help="allow a non-loopback bind without a token"
+    )
     parser.add_argument("--test-knobs", action="store_true", help="allow fault-injection env kwargs (tests only)")
     args = parser.parse_args(argv)
     options: dict[str, Any] = {
@@ -440,11 +464,16 @@ def main(argv: list[str] | None = None) -> None:
         "step_timeout_s": args.step_timeout_s,
         "token": resolve_token(token_file=args.token_file),
         "test_knobs": args.test_knobs,
+        "max_sessions_per_client": args.max_sessions_per_client,
+        "insecure_no_auth_on_public_bind": args.insecure,
     }
     if args.workers is not None:
         options["workers"] = args.workers
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    serve(EnvServerSettings(**options), args.host, args.port)
+    try:
+        serve(EnvServerSettings(**options), args.host, args.port)
+    except InsecureBindError as error:
+        parser.error(str(error))
 
 
 if __name__ == "__main__":  # pragma: no cover

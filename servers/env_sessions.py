@@ -26,9 +26,11 @@ import envs
 from servers.schemas import ERROR_STATUS, BatchStepItem
 from servers.workers import Op, ProcessWorker, Reply, ThreadWorker, Worker
 
-__all__ = ["ApiError", "EnvServerSettings", "Session", "SessionManager"]
+__all__ = ["ANONYMOUS", "ApiError", "EnvServerSettings", "Session", "SessionManager", "check_env_kwargs"]
 
 log = logging.getLogger(__name__)
+
+ANONYMOUS = ""  # the client of a server without tokens
 
 
 def _usable_cpus() -> int:
@@ -63,8 +65,29 @@ class EnvServerSettings(BaseModel):
     max_request_bytes: int = Field(default=1_000_000, ge=1024)
     max_batch: int = Field(default=1024, ge=1)
     idempotency_window: int = Field(default=16, ge=1, description="stored step answers per session")
-    token: str | None = Field(default=None, repr=False)
+    token: str | None = Field(default=None, repr=False, description="the bearer token of the client 'default'")
+    client_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,
+        description="more clients: name -> bearer token; each client sees and steps only the sessions it created",
+    )
+    max_sessions_per_client: int | None = Field(
+        default=None, ge=1, description="open sessions one client (one token) may hold; None = max_sessions"
+    )
+    insecure_no_auth_on_public_bind: bool = Field(
+        default=False, description="allow a non-loopback bind without a token (logs a warning)"
+    )
+    max_connections: int = Field(default=4096, ge=1, description="open connections and requests before 503")
+    keep_alive_s: float = Field(default=5.0, gt=0, description="idle seconds before a kept-alive connection closes")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="seconds a client has to send a request's head")
     test_knobs: bool = Field(default=False, description="allow envs' fault-injection kwargs (tests only)")
+
+    def bearer_tokens(self) -> dict[str, bytes]:
+        """Client name -> token bytes; empty when the server runs without auth."""
+        tokens = {name: token.encode() for name, token in self.client_tokens.items()}
+        if self.token is not None:
+            tokens["default"] = self.token.encode()
+        return tokens
 
 
 class ApiError(Exception):
@@ -82,6 +105,8 @@ class Session:
     env_id: str
     worker: Worker
     action_max_chars: int
+    owner: str = ANONYMOUS  # the client that created it: only that client sees it
+    busy: int = 0  # ops in flight: the idle clock waits for them
     last_used: float = field(default_factory=time.monotonic)
     ended: tuple[str, str, str | None] | None = None  # why the session can no longer step (crash, timeout)
     answers: collections.OrderedDict[str, asyncio.Future[Reply]] = field(default_factory=collections.OrderedDict)
@@ -115,7 +140,8 @@ class SessionManager:
             raise ValueError(f"unknown env ids {unknown}; registered: {', '.join(registered)}")
         self.env_ids = list(settings.envs) if settings.envs else registered
         self.sessions: dict[str, Session] = {}
-        self.recently_ended: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.recently_ended: collections.OrderedDict[str, tuple[str, str]] = collections.OrderedDict()  # (owner, why)
+        self._held: collections.Counter[str] = collections.Counter()  # sessions (and creates in flight) per owner
         self.metrics = _Metrics()
         self.metrics.sessions.set_function(lambda: len(self.sessions))
         self.workers: list[Worker] = []
@@ -140,7 +166,7 @@ class SessionManager:
         """Graceful shutdown: close every env, then stop the workers."""
         if self._reaper is not None:
             self._reaper.cancel()
-        await asyncio.gather(*(self.close(sid) for sid in list(self.sessions)), return_exceptions=True)
+        await asyncio.gather(*(self.close(sid, None) for sid in list(self.sessions)), return_exceptions=True)
         await asyncio.gather(*(worker.stop() for worker in self.workers), return_exceptions=True)
 
     def _on_worker_lost(self, worker: Worker, culprit: str, reason: tuple[str, str, str | None]) -> None:
@@ -150,10 +176,12 @@ class SessionManager:
                 session.ended = reason
 
     # -- sessions --------------------------------------------------------------------------------------------
-    def get(self, session_id: str) -> Session:
+    def get(self, session_id: str, owner: str | None = ANONYMOUS) -> Session:
+        """The session, if ``owner`` created it (None: any owner); another client's session is "not found"."""
         session = self.sessions.get(session_id)
-        if session is None:
-            why = self.recently_ended.get(session_id)
+        if session is None or (owner is not None and session.owner != owner):
+            ended = self.recently_ended.get(session_id)
+            why = ended[1] if ended is not None and (owner is None or ended[0] == owner) else None
             raise ApiError(
                 "SESSION_NOT_FOUND",
                 f"no session {session_id!r}" + (f" ({why})" if why else ""),
@@ -165,30 +193,40 @@ class SessionManager:
         session.last_used = time.monotonic()
         return session
 
-    async def create(self, env_id: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, env_id: str, kwargs: dict[str, Any], owner: str = ANONYMOUS) -> dict[str, Any]:
         if env_id not in self.env_ids:
             raise ApiError(
                 "ENV_NOT_FOUND", f"env {env_id!r} is not served here", f"served env ids: {', '.join(self.env_ids)}"
             )
+        check_env_kwargs(env_id, kwargs, test_knobs=self.settings.test_knobs)
         if len(self.sessions) + self._creating >= self.settings.max_sessions:
             raise ApiError(
                 "CAPACITY",
                 f"the server holds its maximum of {self.settings.max_sessions} sessions",
                 "close finished sessions (DELETE /v1/sessions/{id}) or retry later",
             )
+        quota = self.settings.max_sessions_per_client
+        if quota is not None and self._held[owner] >= quota:
+            raise ApiError(
+                "CAPACITY",
+                f"this client holds its quota of {quota} sessions",
+                "close finished sessions (DELETE /v1/sessions/{id}) or retry later",
+            )
         worker = min(self.workers, key=lambda w: self._load[w.index])
         session_id = secrets.token_hex(12)
         self._load[worker.index] += 1
         self._creating += 1  # holds the slot while the worker builds the env, so concurrent creates see it
+        self._held[owner] += 1
         try:
             reply = await self._call(worker, ("create", session_id, env_id, kwargs), self.settings.create_timeout_s)
         finally:
             self._creating -= 1
         if not reply[0]:
             self._load[worker.index] -= 1
+            self._release(owner)
             raise ApiError(*reply[1])
         observation_space, action_space = reply[1]
-        self.sessions[session_id] = Session(session_id, env_id, worker, action_space["max_length"])
+        self.sessions[session_id] = Session(session_id, env_id, worker, action_space["max_length"], owner)
         return {
             "session_id": session_id,
             "env_id": env_id,
@@ -196,23 +234,34 @@ class SessionManager:
             "action_space": {"type": "text", **action_space},
         }
 
-    async def reset(self, session_id: str, seed: int | None, options: dict[str, Any] | None) -> bytes:
-        session = self.get(session_id)
+    async def reset(
+        self, session_id: str, seed: int | None, options: dict[str, Any] | None, owner: str = ANONYMOUS
+    ) -> bytes:
+        session = self.get(session_id, owner)
+        if options is not None:
+            _check_text("options", json.dumps(options, ensure_ascii=False))
         session.answers.clear()
         start = time.perf_counter()
-        reply = await self._call(session.worker, ("reset", session_id, seed, options), self.settings.step_timeout_s)
+        session.busy += 1
+        try:
+            reply = await self._call(session.worker, ("reset", session_id, seed, options), self.settings.step_timeout_s)
+        finally:
+            session.busy -= 1
+            session.last_used = time.monotonic()
         self.metrics.latency.labels("reset").observe(time.perf_counter() - start)
         payload: bytes = self._unwrap(session, reply)
         return payload
 
-    async def step(self, session_id: str, action: str, request_id: str | None = None) -> bytes:
-        session = self.get(session_id)
+    async def step(self, session_id: str, action: str, request_id: str | None = None, owner: str = ANONYMOUS) -> bytes:
+        session = self.get(session_id, owner)
         if len(action) > session.action_max_chars:
             raise ApiError(
                 "BAD_REQUEST",
                 f"action: {len(action)} characters, over the env's action space of {session.action_max_chars}",
                 status=422,
             )
+        if not action.isascii():
+            _check_text("action", action)
         if request_id is not None:
             stored = session.answers.get(request_id)
             if stored is None:
@@ -228,43 +277,57 @@ class SessionManager:
 
     async def _step_reply(self, session: Session, action: str) -> Reply:
         start = time.perf_counter()
-        reply = await session.worker.call(("step", session.id, action, None), self.settings.step_timeout_s)
+        session.busy += 1
+        try:
+            reply = await session.worker.call(("step", session.id, action, None), self.settings.step_timeout_s)
+        finally:
+            session.busy -= 1
+            session.last_used = time.monotonic()  # the idle clock counts from the end of the step
         self._step_latency.observe(time.perf_counter() - start)
         if reply[0]:
             self._step_counters[session.env_id].inc()
         return reply
 
-    async def step_batch(self, items: list[BatchStepItem]) -> bytes:
+    async def step_batch(self, items: list[BatchStepItem], owner: str = ANONYMOUS) -> bytes:
         """Every item stepped concurrently (each worker gets its items in one frame); one JSON answer."""
         if len(items) > self.settings.max_batch:
             raise ApiError(
                 "BAD_REQUEST", f"steps: {len(items)} items, over the limit of {self.settings.max_batch}", status=422
             )
-        answers = await asyncio.gather(*(self._batch_item(item) for item in items))
+        answers = await asyncio.gather(*(self._batch_item(item, owner) for item in items))
         return b'{"results":[' + b",".join(answers) + b"]}"
 
-    async def _batch_item(self, item: BatchStepItem) -> bytes:
+    async def _batch_item(self, item: BatchStepItem, owner: str) -> bytes:
         head = b'{"session_id":' + json.dumps(item.session_id).encode()
         try:
-            payload = await self.step(item.session_id, item.action, item.request_id)
+            payload = await self.step(item.session_id, item.action, item.request_id, owner)
         except ApiError as error:
             self.count_error(error.code)
             return head + b',"error":' + json.dumps(_error_object(error)).encode() + b"}"
         return head + b',"result":' + payload + b"}"
 
-    async def close(self, session_id: str, *, reason: str = "closed by the client") -> bool:
-        session = self.sessions.pop(session_id, None)
-        if session is None:
+    async def close(
+        self, session_id: str, owner: str | None = ANONYMOUS, *, reason: str = "closed by the client"
+    ) -> bool:
+        session = self.sessions.get(session_id)
+        if session is None or (owner is not None and session.owner != owner):
             raise ApiError("SESSION_NOT_FOUND", f"no session {session_id!r}", "it may have expired or been closed")
-        self._remember_ended(session_id, reason)
+        del self.sessions[session_id]
+        self._remember_ended(session_id, session.owner, reason)
         self._load[session.worker.index] -= 1
+        self._release(session.owner)
         if session.ended is not None:  # its env died with its worker
             return True
         reply = await self._call(session.worker, ("close", session_id, None, None), self.settings.step_timeout_s)
         return bool(reply[0])
 
-    def _remember_ended(self, session_id: str, reason: str) -> None:
-        self.recently_ended[session_id] = reason
+    def _release(self, owner: str) -> None:
+        self._held[owner] -= 1
+        if self._held[owner] <= 0:
+            del self._held[owner]
+
+    def _remember_ended(self, session_id: str, owner: str, reason: str) -> None:
+        self.recently_ended[session_id] = (owner, reason)
         while len(self.recently_ended) > 4096:
             self.recently_ended.popitem(last=False)
 
@@ -294,12 +357,50 @@ class SessionManager:
 
     async def expire(self) -> int:
         deadline = time.monotonic() - self.settings.session_ttl_s
-        stale = [sid for sid, s in self.sessions.items() if s.last_used < deadline]
+        stale = [sid for sid, s in self.sessions.items() if s.last_used < deadline and not s.busy]
         for session_id in stale:
             self.metrics.expired.inc()
             with contextlib.suppress(ApiError):  # closed meanwhile by its client
-                await self.close(session_id, reason=f"expired after {self.settings.session_ttl_s:g} s idle")
+                await self.close(session_id, None, reason=f"expired after {self.settings.session_ttl_s:g} s idle")
         return len(stale)
+
+
+def check_env_kwargs(env_id: str, kwargs: dict[str, Any], *, test_knobs: bool) -> None:
+    """Refuse (400) every kwarg the env does not declare in ``remote_kwargs`` (test knobs only with --test-knobs).
+
+    A remote client may set only what its env class lists in its ``remote_kwargs`` ClassVar: never a path, a
+    size that builds data, or anything else the operator should decide. An env that lists nothing takes none.
+    """
+    cls = envs.env_class(env_id)
+    test_only = frozenset(getattr(cls, "test_only_kwargs", ()))
+    knobs = sorted(set(kwargs) & test_only)
+    if knobs and not test_knobs:
+        raise ApiError(
+            "BAD_REQUEST",
+            f"kwargs.{knobs[0]} is a fault-injection knob of {env_id}, refused on this server",
+            "start the server with --test-knobs (tests only) to use it",
+        )
+    allowed = frozenset(getattr(cls, "remote_kwargs", ())) | (test_only if test_knobs else frozenset())
+    refused = sorted(set(kwargs) - allowed)
+    if refused:
+        named = ", ".join(sorted(allowed)) or "none"
+        raise ApiError(
+            "BAD_REQUEST",
+            f"kwargs.{refused[0]}: {env_id} does not take {', '.join(refused)} from a remote client",
+            f"kwargs a client may set for {env_id}: {named}",
+        )
+
+
+def _check_text(field_name: str, text: str) -> None:
+    """400 for text that is not valid Unicode (a lone surrogate from a JSON escape such as \\ud800)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ApiError(
+            "BAD_REQUEST",
+            f"{field_name}: not valid Unicode (a lone surrogate at character {error.start})",
+            "send well-formed UTF-8 text",
+        ) from None
 
 
 def _error_object(error: ApiError) -> dict[str, Any]:

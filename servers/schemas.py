@@ -207,12 +207,14 @@ class CloseResponse(BaseModel):
 
 
 class Health(BaseModel):
+    """Liveness; the counts only for a caller with a valid token (or on a server without tokens)."""
+
     model_config = _STRICT
 
     status: Literal["ok"]
-    sessions: int
-    workers: int
-    isolation: Literal["process", "thread"]
+    sessions: int | None = None
+    workers: int | None = None
+    isolation: Literal["process", "thread"] | None = None
 
 
 class WsRequest(BaseModel):

@@ -39,6 +39,7 @@ import gymnasium as gym
 
 import envs
 from envs.base import EnvError, info_json_default
+from servers.security import scrubbed_environ
 
 __all__ = ["EnvHost", "Op", "ProcessWorker", "Reply", "ThreadWorker", "Worker", "worker_main"]
 
@@ -284,7 +285,7 @@ class ProcessWorker(Worker, asyncio.Protocol):
         # A fresh interpreter (not fork: the server has threads; not multiprocessing: it re-imports __main__).
         parent_sock, child_sock = socket.socketpair()
         command = [sys.executable, "-c", _ENTRY, str(child_sock.fileno()), "1" if self.test_knobs else "0"]
-        environ = dict(os.environ)
+        environ = scrubbed_environ()  # the server's tokens stay out of the envs' reach
         environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_ROOT, environ.get("PYTHONPATH")]))
         process = subprocess.Popen(command, pass_fds=(child_sock.fileno(),), env=environ, close_fds=True)
         child_sock.close()
@@ -427,7 +428,8 @@ class ProcessWorker(Worker, asyncio.Protocol):
             culprit = timed_out[1]
             reason: tuple[str, str, str | None] = (
                 "ENV_CRASHED",
-                f"the worker process was killed because session {culprit}'s {timed_out[0]} passed the step timeout",
+                # not the culprit's id: the other sessions of this worker belong to other clients
+                f"the env worker process was killed because another session's {timed_out[0]} passed the step timeout",
                 "create a new session",
             )
         else:
@@ -511,7 +513,7 @@ class ThreadWorker(Worker):
                 # queued behind an op that timed out: the thread and its envs were replaced before this one ran
                 return False, (
                     "ENV_CRASHED",
-                    f"session {op[1]}'s {op[0]} was dropped with this thread worker's envs after another op "
+                    f"this session's {op[0]} was dropped with this thread worker's envs after another op "
                     "passed the step timeout",
                     "create a new session",
                 )
@@ -524,7 +526,7 @@ class ThreadWorker(Worker):
                 self.restarts += 1
                 reason = (
                     "ENV_CRASHED",
-                    f"session {op[1]}'s {op[0]} passed the step timeout; this thread worker's envs were dropped",
+                    f"a session's {op[0]} passed the step timeout; this thread worker's envs were dropped",
                     "create a new session",
                 )
                 self.on_lost(self, op[1], reason)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,6 +54,9 @@ class AlfworldConfig(BaseModel):
 
 class AlfworldEnv(TextEnv):
     """One ALFWorld game at a time on the real engine; see the module docstring for the contract."""
+
+    # kwargs a client of the env server may set: never data_dir (a path), nor the game generator's (it writes games)
+    remote_kwargs: ClassVar[frozenset[str]] = frozenset({"split", "task_types", "max_steps", "won_reward"})
 
     thread_safe = False  # the engine swaps module-level functions while it loads a game
 

@@ -33,7 +33,7 @@ Info keys: ``anchor``, ``action_valid``, ``won``, ``task_id``, ``available_actio
 from __future__ import annotations
 
 import re
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import gymnasium as gym
 import minigrid  # noqa: F401 - registers the BabyAI-* ids with gymnasium
@@ -168,6 +168,9 @@ def _mission_objects(instr: Any) -> list[Any]:
 
 class BabyAIEnv(TextEnv):
     """One BabyAI layout per episode; see the module docstring for the contract."""
+
+    # kwargs a client of the env server may set (servers/env_sessions.py check_env_kwargs)
+    remote_kwargs: ClassVar[frozenset[str]] = frozenset({"level", "max_steps", "num_train", "num_valid", "num_test"})
 
     # Instances share no mutable state: each wraps its own minigrid env and bot, and the one process-wide change (the
     # silenced generator print) is made once at import. Tested with envs stepping in threads (tests/envs/test_babyai).

@@ -24,6 +24,8 @@ class EchoEnv(TextEnv):
     """Echo env: ``reset(options={"task_id": "echo-3"})`` asks for word 3; ``step(text)`` echoes text."""
 
     test_only_kwargs: ClassVar[frozenset[str]] = frozenset({"step_sleep_s", "crash_at_step"})
+    # kwargs a client of the env server may set (servers/env_sessions.py check_env_kwargs)
+    remote_kwargs: ClassVar[frozenset[str]] = frozenset({"max_steps", "num_tasks"})
 
     def __init__(
         self,

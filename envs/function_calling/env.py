@@ -35,6 +35,8 @@ class FunctionCallingEnv(TextEnv):
 
     max_observation_chars: ClassVar[int] = 65_536
     max_action_chars: ClassVar[int] = 16_384
+    # kwargs a client of the env server may set (not num_generated: the operator decides how much is built)
+    remote_kwargs: ClassVar[frozenset[str]] = frozenset({"task_set", "reward_mode", "max_steps_per_turn"})
 
     def __init__(
         self,

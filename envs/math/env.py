@@ -7,7 +7,7 @@ draws from); a reset with any task id works (``gen-train-00042``, ``math500-17``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from envs.base import INFO_EXPERT_ACTION, EnvError, TextEnv
 from envs.math.checker import answers_match
@@ -18,6 +18,9 @@ __all__ = ["MathEnv"]
 
 class MathEnv(TextEnv):
     """``gymnasium.make("resrl/Math-v0", task_set="math500")``; ``reset(options={"task_id": "math500-3"})``."""
+
+    # kwargs a client of the env server may set (never minerva_path: a path on the server; not num_generated)
+    remote_kwargs: ClassVar[frozenset[str]] = frozenset({"task_set", "split"})
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ and on Buy Now ``reward_info`` (every reward component) and ``asin`` (the produc
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,6 +74,11 @@ def task_index(task_id: Any, num_goals: int) -> int:
 
 class WebShopEnv(TextEnv):
     """WebShop on the shipped catalogue; see the module docstring for the contract."""
+
+    # kwargs a client of the env server may set: never catalogue_path (a path on the server)
+    remote_kwargs: ClassVar[frozenset[str]] = frozenset(
+        {"observation_mode", "max_steps", "reward_mode", "success_reward", "split", "num_products", "show_reviews"}
+    )
 
     def __init__(self, *, render_mode: str | None = None, **kwargs: Any) -> None:
         super().__init__(render_mode=render_mode)

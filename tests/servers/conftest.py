@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from servers.env_server import EnvServerSettings, create_app
 from servers.env_sessions import SessionManager
+from servers.limits import uvicorn_options
 
 
 @dataclass
@@ -35,8 +36,14 @@ def running_server(**settings: Any) -> Iterator[Running]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = create_app(EnvServerSettings(**settings))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    parsed = EnvServerSettings(**settings)
+    app = create_app(parsed)
+    limits = uvicorn_options(
+        max_connections=parsed.max_connections,
+        keep_alive_s=parsed.keep_alive_s,
+        header_timeout_s=parsed.header_timeout_s,
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **limits))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

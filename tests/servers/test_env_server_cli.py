@@ -35,13 +35,15 @@ def test_serve_env_runs_with_a_token_file_and_closes_its_workers_on_sigterm(tmp_
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(url + "/healthz", timeout=1).json()["workers"] == 2:
+                health = httpx.get(url + "/healthz", headers={"authorization": "Bearer t0ken"}, timeout=1).json()
+                if health["workers"] == 2:
                     break
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline and server.poll() is None, "server did not start"
             time.sleep(0.1)
         assert httpx.get(url + "/v1/envs").status_code == 401
+        assert httpx.get(url + "/healthz").json() == {"status": "ok"}  # without the token: liveness only
         envs = httpx.get(url + "/v1/envs", headers={"authorization": "Bearer t0ken"}).json()["envs"]
         assert [e["env_id"] for e in envs] == ["resrl/Echo-v0"]
         workers = subprocess.run(["pgrep", "-P", str(server.pid)], capture_output=True, text=True).stdout.split()

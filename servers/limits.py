@@ -1,0 +1,94 @@
+"""uvicorn's connection limits for both servers: a connection cap, keep-alive and request-head timeouts.
+
+uvicorn has no timeout for a request's head of its own: a client that sends its headers one byte at a time holds
+its connection (and a file descriptor) forever, and enough of them starve the server (``accept`` fails with "too
+many open files"). :class:`HeaderTimeoutH11Protocol` closes such connections; ``limit_concurrency`` caps
+connections and requests (503 over it); the soft limit of open files is raised to the hard limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+__all__ = ["HeaderTimeoutH11Protocol", "header_timeout_protocol", "raise_open_files_limit", "uvicorn_options"]
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft limit of open files to the hard limit (the connection cap then leaves room for the rest)."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(
+                resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else max(soft, 65536), hard)
+            )
+    except (ValueError, OSError):  # pragma: no cover - not allowed here
+        pass
+
+
+class HeaderTimeoutH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's head (``header_timeout_s``, default 10 s).
+
+    The clock starts when the connection opens and again when a response ends (keep-alive); a connection that has
+    not sent a whole request head when it runs out is closed. Set the class attribute on a subclass to change it.
+    """
+
+    header_timeout_s: float = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._answered: object = None  # the request cycle answered last (None: none yet)
+        self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        self._cancel_head_timer()
+        self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        timer = getattr(self, "_head_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        transport = self.transport
+        if self.cycle is self._answered and transport.get_protocol() is self and not transport.is_closing():
+            transport.close()  # still no new request head: the slow client loses its connection
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not getattr(self, "_answered", None) or self.transport.get_protocol() is not self:
+            self._cancel_head_timer()  # a request head arrived (or the connection became a WebSocket)
+
+    def on_response_complete(self) -> None:
+        self._answered = self.cycle
+        if not self.transport.is_closing():
+            self._arm_head_timer()
+        super().on_response_complete()  # may start a pipelined request: handle_events then stops the clock
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+
+def header_timeout_protocol(seconds: float) -> type[HeaderTimeoutH11Protocol]:
+    """A :class:`HeaderTimeoutH11Protocol` subclass with its own deadline."""
+    return type("HeaderTimeoutH11Protocol", (HeaderTimeoutH11Protocol,), {"header_timeout_s": float(seconds)})
+
+
+def uvicorn_options(
+    *, max_connections: int, keep_alive_s: float, header_timeout_s: float, max_header_bytes: int = 16384
+) -> dict[str, Any]:
+    """The uvicorn.run/Config keyword arguments of the limits above."""
+    return {
+        "http": header_timeout_protocol(header_timeout_s),
+        "limit_concurrency": max_connections,
+        "timeout_keep_alive": keep_alive_s,
+        "h11_max_incomplete_event_size": max_header_bytes,
+        "backlog": min(2048, max(128, max_connections)),
+    }

@@ -1,0 +1,102 @@
+"""What the env server and the tool server share to guard themselves: bearer tokens, the bind check, uvicorn limits.
+
+- :func:`check_bind`: a server bound to anything but loopback must have a token; without one it refuses to start
+  unless the operator passed the loudly named ``--insecure-no-auth-on-public-bind`` (then it logs a warning).
+- :func:`bearer_client`: the client name behind an ``Authorization`` header (the scheme ``Bearer`` in any case,
+  each token compared in constant time), or None.
+- :func:`resolve_token`: a token given directly, from a file, or from an environment variable.
+- :func:`scrubbed_environ`: the environment for child processes, without the servers' tokens.
+
+The connection limits are in :mod:`servers.limits` (this module stays free of uvicorn: env workers import it).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = [
+    "INSECURE_FLAG",
+    "SECRET_ENV_VARS",
+    "InsecureBindError",
+    "bearer_client",
+    "check_bind",
+    "is_loopback",
+    "resolve_token",
+    "scrubbed_environ",
+]
+
+log = logging.getLogger(__name__)
+
+INSECURE_FLAG = "--insecure-no-auth-on-public-bind"
+# Environment variables that hold a server's token: never passed on to env workers or python_exec children.
+SECRET_ENV_VARS = ("RESRL_ENV_SERVER_TOKEN", "RESRL_TOOL_SERVER_TOKEN")
+
+
+class InsecureBindError(ValueError):
+    """A non-loopback bind without a token, and no explicit opt-in."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``; False for 0.0.0.0, ::, '' and every other address or name."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it may resolve to anything
+
+
+def check_bind(host: str, token_set: bool, *, allow_insecure: bool, server: str) -> None:
+    """Refuse (``InsecureBindError``) a non-loopback bind without a token unless ``allow_insecure``; warn then."""
+    if token_set or is_loopback(host):
+        return
+    if not allow_insecure:
+        raise InsecureBindError(
+            f"the {server} would listen on {host!r} with no token: anyone who can reach it could use it. "
+            f"Set a token (a token file or its environment variable), bind 127.0.0.1, or pass {INSECURE_FLAG} "
+            "if something else in front of it (a private network, a proxy) guards it"
+        )
+    log.warning("%s: listening on %r WITHOUT AUTHENTICATION (%s)", server, host, INSECURE_FLAG)
+
+
+def bearer_client(header: bytes | str | None, tokens: Mapping[str, bytes]) -> str | None:
+    """The name of the client whose token the ``Authorization`` header carries, else None.
+
+    The scheme is case-insensitive (RFC 9110: ``bearer`` is ``Bearer``); every token is compared, in constant time.
+    """
+    if not header:
+        return None
+    raw = header.encode("latin-1", "replace") if isinstance(header, str) else header
+    scheme, _, credential = raw.strip().partition(b" ")
+    if scheme.lower() != b"bearer":
+        return None
+    credential = credential.strip()
+    found = None
+    for name, token in tokens.items():
+        if secrets.compare_digest(credential, token) and found is None:
+            found = name
+    return found
+
+
+def resolve_token(
+    token: str | None = None, token_file: str | Path | None = None, env: str = SECRET_ENV_VARS[0]
+) -> str | None:
+    """The bearer token: given directly, else read from ``token_file``, else from the env var; None = no auth."""
+    if token:
+        return token
+    if token_file:
+        value = Path(token_file).read_text(encoding="utf-8").strip()
+        if not value:
+            raise ValueError(f"token file {token_file} is empty")
+        return value
+    return os.environ.get(env) or None
+
+
+def scrubbed_environ() -> dict[str, str]:
+    """This process's environment without the servers' tokens (for child processes)."""
+    return {key: value for key, value in os.environ.items() if key not in SECRET_ENV_VARS}
