@@ -120,6 +120,7 @@ def rollout(
     checkpoint: Annotated[
         Path | None, typer.Option(help="a training checkpoint (RUN_DIR/checkpoints/*.pt) to play instead of model.path")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace the output file if it exists")] = False,
 ) -> None:
     """Play episodes with the configured model and env and save them to JSONL (token-exact records).
 
@@ -131,6 +132,9 @@ def rollout(
 
     try:
         cfg = _load(config, overrides)
+        path = out or cfg.resolved_run_dir / "episodes.jsonl"
+        if path.exists() and not force:
+            raise FileExistsError(f"{path} exists; pass --force to replace it, or --out another file")
         if checkpoint is not None:
             cfg = _with_checkpoint(cfg, checkpoint, cfg.resolved_run_dir / "rollout_policy")
         console.print(f"rollout: env {cfg.env.id}, model {cfg.model.path}, mode {cfg.rollout.context_mode}")
@@ -138,9 +142,8 @@ def rollout(
         settings = rollout_settings(cfg, sequential=sequential)
         episodes = rollout_job(cfg, num_tasks=num_tasks, settings=settings)
         elapsed = time.perf_counter() - start
-        path = out or cfg.resolved_run_dir / "episodes.jsonl"
         write_episodes(path, episodes)
-    except (ResrlError, ValueError) as err:
+    except (ResrlError, ValueError, FileExistsError) as err:
         raise _fail(err) from None
     _print_summary(f"rollout {cfg.env.id}", episodes)
     tokens = sum(len(t.response_ids) for e in episodes for t in e.turns)
@@ -154,18 +157,25 @@ def rollout(
 def train(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    resume: Annotated[bool, typer.Option("--resume", help="continue from RUN_DIR/checkpoints/latest")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="continue from the run dir's newest checkpoint that loads")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="start over in a run dir that holds a run (deletes its run files)")
+    ] = False,
 ) -> None:
     """Train: SFT warm start (if trainer.sft_epochs > 0), then RL iterations; checkpoints, metrics, evals."""
     from resrl_agent.trainer.progress import run_with_progress
 
     try:
+        if resume and force:
+            raise ResrlError("--resume continues the run and --force deletes it: pass one of them")
         cfg = _load(config, overrides)
         console.print(
             f"[bold]train[/] {cfg.name}: env {cfg.env.id}, model {cfg.model.path}, {cfg.algo.advantage} + "
             f"resrl={cfg.algo.resrl.reweight}, driver {cfg.trainer.driver}, run dir {cfg.resolved_run_dir}"
         )
-        results = run_with_progress(cfg, console, resume=resume)
+        results = run_with_progress(cfg, console, resume=resume, force=force)
     except ResrlError as err:
         raise _fail(err) from None
     except KeyboardInterrupt:
@@ -206,7 +216,13 @@ def comparison_table(cfg: RunConfig, results: list[HeldOutResult]) -> Table:
 
 
 @app.command()
-def sft(config: ConfigArg, overrides: OverridesArg = None) -> None:
+def sft(
+    config: ConfigArg,
+    overrides: OverridesArg = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="start over in a run dir that holds a run (deletes its run files)")
+    ] = False,
+) -> None:
     """SFT warm start only: expert trajectories (info["expert_action"]) -> RUN_DIR/checkpoints/sft.pt."""
     from resrl_agent.trainer.progress import sft_with_progress
 
@@ -214,7 +230,7 @@ def sft(config: ConfigArg, overrides: OverridesArg = None) -> None:
         cfg = _load(config, overrides)
         if cfg.trainer.sft_epochs < 1:
             cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"sft_epochs": 1})})
-        history = sft_with_progress(cfg, console)
+        history = sft_with_progress(cfg, console, force=force)
     except ResrlError as err:
         raise _fail(err) from None
     nll = [h["sft/nll"] for h in history if "sft/nll" in h]
@@ -228,7 +244,9 @@ def sft(config: ConfigArg, overrides: OverridesArg = None) -> None:
 def evaluate(
     config: ConfigArg,
     overrides: OverridesArg = None,
-    out: Annotated[Path | None, typer.Option(help="output dir (default RUN_DIR/eval)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output dir (default RUN_DIR/eval, or RUN_DIR/eval/<checkpoint name>)")
+    ] = None,
     plot: Annotated[bool, typer.Option(help="draw pass_at_k.png")] = True,
     checkpoint: Annotated[
         Path | None,
@@ -242,8 +260,9 @@ def evaluate(
 
     try:
         cfg = _load(config, overrides)
-        if checkpoint is not None:
-            cfg = _with_checkpoint(cfg, checkpoint, (out or cfg.resolved_run_dir / "eval") / "policy")
+        if checkpoint is not None:  # each checkpoint's eval in its own dir: two evals never overwrite each other
+            out = out or cfg.resolved_run_dir / "eval" / checkpoint.stem
+            cfg = _with_checkpoint(cfg, checkpoint, out / "policy")
         console.print(
             f"eval: {cfg.eval.num_tasks} tasks x {cfg.eval.samples_per_task} samples on {cfg.env.id} "
             f"(T={cfg.eval.temperature}, top-p {cfg.eval.top_p})"
@@ -273,6 +292,21 @@ def export(
     except ResrlError as err:
         raise _fail(err) from None
     console.print(f"exported {checkpoint} -> {path}; use it as model.path={path}")
+
+
+@app.command("convert-checkpoint")
+def convert_checkpoint(
+    checkpoint: Annotated[Path, typer.Argument(help="a checkpoint written before weights-only loading")],
+) -> None:
+    """Re-save an old checkpoint so it loads weights-only (no code runs on load). It unpickles the old file fully:
+    only for checkpoints you made yourself. The original is kept as NAME.pt.bak."""
+    from resrl_agent.trainer.checkpoint import convert_checkpoint as convert
+
+    try:
+        path = convert(checkpoint)
+    except (ResrlError, OSError) as err:
+        raise _fail(err) from None
+    console.print(f"converted {path} (the original is {path.with_suffix('.pt.bak')})")
 
 
 def _with_checkpoint(cfg, checkpoint: Path, folder: Path):  # type: ignore[no-untyped-def]

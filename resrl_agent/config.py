@@ -492,12 +492,44 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: Sequence[
         data = loaded
     data = apply_overrides(data, overrides)
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as err:
         raise _format_validation_error(err, source) from None
+    check_env_ref(config.env)
+    return config
+
+
+def check_env_ref(env: EnvRef) -> None:
+    """The env id is registered and every ``env.kwargs`` key is a parameter of its constructor (before any model
+    loads or any file is written); a ConfigError with a "did you mean" otherwise."""
+    import inspect
+
+    import envs
+
+    known = envs.env_ids()
+    if env.id not in known:
+        close = difflib.get_close_matches(env.id, known, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"env.id: no env {env.id!r} is registered; {hint}registered: {', '.join(known)}")
+    cls = envs.env_class(env.id)
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # a constructor without a signature: nothing to check against
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [name for name, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    for key in env.kwargs:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(
+                f"env.kwargs.{key}: {cls.__name__} ({env.id}) takes no {key!r}; {hint}it takes: {', '.join(accepted)}"
+            )
 
 
 def dump_config(config: RunConfig, path: str | os.PathLike[str]) -> None:
     """Save the resolved config (every default filled in) as YAML, e.g. into the run dir."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+    from resrl_agent.files import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

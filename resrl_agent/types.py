@@ -19,11 +19,12 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import IO, Any, Literal, get_args
 
 import torch
 
 from resrl_agent.errors import RecordError
+from resrl_agent.files import atomic_write, iter_jsonl_lines
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -261,32 +262,37 @@ def write_episodes(path: str | os.PathLike[str], episodes: Iterable[Episode], *,
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with target.open("a" if append else "w", encoding="utf-8") as handle:
+
+    def write(handle: IO[bytes]) -> None:
+        nonlocal count
         for episode in episodes:
             episode.validate()
-            handle.write(episode.to_json())
-            handle.write("\n")
+            handle.write(episode.to_json().encode("utf-8") + b"\n")
             count += 1
+
+    if append:
+        with target.open("ab") as handle:
+            write(handle)
+    else:
+        atomic_write(target, write)  # a crash leaves the old file or the new one, never half of it
     return count
 
 
 def iter_episodes(path: str | os.PathLike[str]) -> Iterator[Episode]:
-    """Read episodes back one by one; a bad line raises RecordError with the file and line number."""
+    """Read episodes back one by one; a bad line raises RecordError with the file and line number (a torn last
+    line, which a crash mid-append leaves, is skipped with a warning)."""
     source = Path(path)
     if not source.is_file():
         raise RecordError(f"no episode file at {source}; write one with `resrl-agent rollout CONFIG`")
-    with source.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                episode = Episode.from_json(line)
-                episode.validate()
-            except json.JSONDecodeError as err:
-                raise RecordError(f"{source}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
-            except (RecordError, TypeError) as err:
-                raise RecordError(f"{source}:{number}: {err}") from None
-            yield episode
+    for number, line in iter_jsonl_lines(source):
+        try:
+            episode = Episode.from_json(line)
+            episode.validate()
+        except json.JSONDecodeError as err:
+            raise RecordError(f"{source}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
+        except (RecordError, TypeError) as err:
+            raise RecordError(f"{source}:{number}: {err}") from None
+        yield episode
 
 
 def read_episodes(path: str | os.PathLike[str]) -> list[Episode]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -31,6 +31,7 @@ from resrl_agent.config import RunConfig, dump_config
 from resrl_agent.errors import TrainerError
 from resrl_agent.eval.heldout import HeldOutResult, heldout_rows
 from resrl_agent.eval.summary import summarize
+from resrl_agent.files import atomic_write_text
 from resrl_agent.inference.hf import load_model_and_tokenizer
 from resrl_agent.inference.make_model import resolve_model_path
 from resrl_agent.rollout.chat import ChatFormatter
@@ -39,7 +40,13 @@ from resrl_agent.run.engines import make_engine
 from resrl_agent.run.settings import rollout_settings
 from resrl_agent.run.tasks import eval_tasks, held_out_split, train_tasks
 from resrl_agent.seeding import derive_seed, seed_everything
-from resrl_agent.trainer.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, set_rng_state
+from resrl_agent.trainer.checkpoint import (
+    check_tokenizer,
+    load_checkpoint,
+    loadable_checkpoints,
+    save_checkpoint,
+    set_rng_state,
+)
 from resrl_agent.trainer.learner import Learner, LearnerSettings
 from resrl_agent.trainer.metrics import MetricsSink
 from resrl_agent.trainer.parts import Generator, LearnerGroup, LocalGenerator, LocalLearners
@@ -48,7 +55,27 @@ from resrl_agent.types import Episode, write_episodes
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Trainer", "rollout_metrics", "write_heldout"]
+__all__ = ["Trainer", "rollout_metrics", "run_files", "write_heldout"]
+
+# what a run writes into its run dir (a --force start over deletes exactly these)
+RUN_FILES = ("metrics.jsonl", "checkpoints", "heldout.json", "plots", "tb", "sft_episodes.jsonl", "config.yaml")
+RUN_FILE_PATTERNS = ("eval_*.jsonl", "dagger_*.jsonl")
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """The files of a previous run in ``run_dir``: empty when it holds no metrics and no checkpoint (a dir with only
+    a config, or files of other commands, is free)."""
+    if not run_dir.is_dir():
+        return []
+    metrics = run_dir / "metrics.jsonl"
+    checkpoints = run_dir / "checkpoints"
+    has_run = (metrics.is_file() and metrics.stat().st_size > 0) or (
+        checkpoints.is_dir() and any(checkpoints.glob("*.pt"))
+    )
+    if not has_run:
+        return []
+    held = [run_dir / name for name in RUN_FILES if (run_dir / name).exists()]
+    return held + [p for pattern in RUN_FILE_PATTERNS for p in sorted(run_dir.glob(pattern))]
 
 
 def write_heldout(run_dir: Path, config: RunConfig, results: list[HeldOutResult]) -> None:
@@ -63,9 +90,7 @@ def write_heldout(run_dir: Path, config: RunConfig, results: list[HeldOutResult]
         "samples_per_task": config.eval.samples_per_task,
         "rows": heldout_rows(results),
     }
-    tmp = run_dir / "heldout.json.tmp"
-    tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    os.replace(tmp, run_dir / "heldout.json")
+    atomic_write_text(run_dir / "heldout.json", json.dumps(payload, indent=1))
     shape = f"{config.eval.num_tasks} tasks x {config.eval.samples_per_task}"
     plot_heldout_success(
         [(r.label, r.won, r.total) for r in results],
@@ -105,9 +130,7 @@ class Trainer:
 
     def __init__(self, config: RunConfig, *, progress: Callable[[str, dict[str, float]], None] | None = None) -> None:
         self.config = config
-        self.run_dir = config.resolved_run_dir
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        dump_config(config, self.run_dir / "config.yaml")
+        self.run_dir = config.resolved_run_dir  # nothing is written there before claim_run_dir
         seed_everything(config.seed)
         self.sink = MetricsSink(self.run_dir)
         self.state = _State()
@@ -205,11 +228,22 @@ class Trainer:
         logger.info("checkpoint %s", path)
 
     def resume(self, path: str | None = None) -> None:
-        """Restore weights, optimizer, scheduler, RNGs and the data position from a checkpoint."""
-        file = path or latest_checkpoint(self.run_dir)
-        if file is None:
+        """Restore weights, optimizer, scheduler, RNGs and the data position from a checkpoint: ``path``, else the
+        newest of the run's that loads (one a crash left unreadable is skipped, with a warning that says so)."""
+        candidates = [Path(path)] if path is not None else loadable_checkpoints(self.run_dir)
+        if not candidates:
             raise TrainerError(f"--resume: no checkpoint under {self.run_dir}/checkpoints")
-        payload = load_checkpoint(file, tokenizer=self.tokenizer, model_path=self.config.model.path)
+        payload: dict[str, Any] | None = None
+        for file in candidates:
+            try:
+                payload = load_checkpoint(file)
+                break
+            except TrainerError as err:
+                if path is not None or file == candidates[-1]:
+                    raise
+                logger.warning("--resume: skipping %s, the newest checkpoint that does not load: %s", file, err)
+        assert payload is not None
+        check_tokenizer(payload, self.tokenizer, checkpoint=file, model_path=self.config.model.path)
         self.learner_group.load_state_dict(payload["learner"])
         self.state = _State(payload["iteration"], payload["sft_done"], dict(payload.get("evals", {})))
         set_rng_state(payload["rng"])
@@ -377,9 +411,33 @@ class Trainer:
         )
         return metrics
 
-    def run(self, *, resume: bool = False) -> dict[str, HeldOutResult]:
-        """SFT (if configured and not done), RL iterations with checkpoints, then the held-out comparison."""
+    def claim_run_dir(self, *, resume: bool = False, force: bool = False) -> None:
+        """Make the run dir this run's before anything is written there.
+
+        A dir that holds a run (metrics or checkpoints) is refused unless ``resume`` (continue it) or ``force``
+        (start over: its run files are deleted first); the error says which. Then the resolved config is saved."""
+        held = run_files(self.run_dir)
+        if held and not resume and not force:
+            raise TrainerError(
+                f"run dir {self.run_dir} already holds a run ({', '.join(sorted(p.name for p in held)[:4])}): "
+                "continue it with --resume, start it over with --force (its metrics, checkpoints and evals are "
+                "deleted), or give this run another name=... or run_dir=..."
+            )
+        if force and not resume:
+            for path in held:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            if held:
+                logger.warning("--force: deleted the previous run's files in %s", self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        dump_config(self.config, self.run_dir / "config.yaml")
+
+    def run(self, *, resume: bool = False, force: bool = False) -> dict[str, HeldOutResult]:
+        """SFT (if configured and not done), RL iterations with checkpoints, then the held-out comparison.
+
+        ``resume`` continues the run in the run dir from its newest checkpoint that loads; ``force`` starts over in
+        a run dir that holds a run (see :meth:`claim_run_dir`)."""
         c, t = self.config, self.config.trainer
+        self.claim_run_dir(resume=resume, force=force)
         if resume:
             self.resume()
         results: dict[str, HeldOutResult] = {}

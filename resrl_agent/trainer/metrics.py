@@ -11,6 +11,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from resrl_agent.files import append_line, atomic_write_text, read_jsonl
+
 __all__ = ["METRIC_RULES", "MetricRule", "MetricsSink", "metric_rule", "plot_run", "read_metrics", "reduce_metrics"]
 
 logger = logging.getLogger(__name__)
@@ -121,8 +123,7 @@ class MetricsSink:
         for key, value in metrics.items():
             v = float(value)
             record[key] = v if math.isfinite(v) else None  # type: ignore[assignment]
-        with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+        append_line(self.path, json.dumps(record))
         if self._writer is not None:
             for key, value in metrics.items():
                 if math.isfinite(float(value)):
@@ -134,7 +135,7 @@ class MetricsSink:
         if not self.path.is_file():
             return
         kept = [r for r in read_metrics(self.path) if not (r.get("phase") == phase and int(r["step"]) > step)]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def close(self) -> None:
         if self._writer is not None:
@@ -142,10 +143,12 @@ class MetricsSink:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of ``RUN_DIR/metrics.jsonl`` (or of that file): a torn last line is skipped with a warning, any
+    other bad line is a RecordError naming file and line."""
     file = Path(path)
     if file.is_dir():
         file = file / "metrics.jsonl"
-    return [json.loads(line) for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(file)
 
 
 PLOTS = {

@@ -81,21 +81,24 @@ def _trainer_class(config: RunConfig) -> type[Any]:
     return Trainer
 
 
-def run_with_progress(config: RunConfig, console: Console, *, resume: bool = False) -> dict[str, Any]:
+def run_with_progress(
+    config: RunConfig, console: Console, *, resume: bool = False, force: bool = False
+) -> dict[str, Any]:
     """Build the configured trainer (local or Ray) and run it under a live progress bar."""
     with progress_display(config, console) as on_metrics:
         trainer = _trainer_class(config)(config, progress=on_metrics)
         try:
-            return trainer.run(resume=resume)  # type: ignore[no-any-return]
+            return trainer.run(resume=resume, force=force)  # type: ignore[no-any-return]
         finally:
             trainer.close()
 
 
-def sft_with_progress(config: RunConfig, console: Console) -> list[dict[str, float]]:
+def sft_with_progress(config: RunConfig, console: Console, *, force: bool = False) -> list[dict[str, float]]:
     """The SFT warm start alone (``resrl-agent sft``) under the same display; saves RUN_DIR/checkpoints/sft.pt."""
     with progress_display(config, console, rl=False) as on_metrics:
         trainer = _trainer_class(config)(config, progress=on_metrics)
         try:
+            trainer.claim_run_dir(force=force)
             history: list[dict[str, float]] = trainer.run_sft()
             trainer.save("sft")
             return history
