@@ -9,7 +9,14 @@ format); ``POST /v1/sessions`` creates a session with its own backend state (``c
 413 TOO_LARGE, 429 CAPACITY. Sessions expire after ``session_ttl_s`` idle seconds.
 
 MCP (``create_mcp_server(...)``, ``python -m servers.tool_server mcp-stdio --classes A,B``): one session per
-connection; ``tools/list`` and ``tools/call`` with the same tools and results.
+connection; ``tools/list`` and ``tools/call`` with the same tools and results (a failed call is ``isError: true``);
+a line that is not a JSON-RPC message gets a JSON-RPC error (-32700 parse error, -32600 invalid request).
+
+Guards (docs/serving.md "Security"): a bearer token (``--token-file`` or ``RESRL_TOOL_SERVER_TOKEN``; several
+client tokens: each client sees only its own sessions) on every route but ``/healthz`` (which then shows only
+liveness); a bind to anything but loopback without a token refuses to start (``--insecure-no-auth-on-public-bind``
+allows it); a body cap that counts the bytes read, chunked bodies too; long tools (``python_exec``) run on their
+own bounded pool so they cannot starve the short ones; uvicorn's connection cap and head/keep-alive timeouts.
 """
 
 from __future__ import annotations
@@ -17,34 +24,86 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import secrets
 import threading
 import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import mcp.types as mcp_types
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from mcp.server.lowlevel import Server
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from servers.limits import raise_open_files_limit, uvicorn_options
+from servers.security import INSECURE_FLAG, InsecureBindError, bearer_client, check_bind, resolve_token
 from tools import ToolRegistry, ToolResult
 from tools.bfcl import BACKEND_CLASSES, BFCLSession, openai_tools
 from tools.python_exec import python_exec
 
-__all__ = ["ToolServerSettings", "ToolSession", "create_app", "create_mcp_server", "main"]
+__all__ = [
+    "LONG_TOOLS",
+    "TOKEN_ENV",
+    "ToolServerSettings",
+    "ToolSession",
+    "create_app",
+    "create_mcp_server",
+    "main",
+    "serve_http",
+]
+
+log = logging.getLogger(__name__)
+
+TOKEN_ENV = "RESRL_TOOL_SERVER_TOKEN"
+LONG_TOOLS = frozenset({"python_exec"})  # tools that may run for seconds: on their own pool
+_CLIENT_KEY = "resrl.client"
+_ANONYMOUS = ""
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 
 class ToolServerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_sessions: int = 256
-    session_ttl_s: float = 900.0
-    max_request_bytes: int = 1_000_000
-    token: str | None = None
+    max_sessions: int = Field(default=256, ge=1)
+    max_sessions_per_client: int | None = Field(default=None, ge=1, description="None = max_sessions")
+    session_ttl_s: float = Field(default=900.0, gt=0)
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    token: str | None = Field(default=None, repr=False, description="the bearer token of the client 'default'")
+    client_tokens: dict[str, str] = Field(default_factory=dict, repr=False, description="client name -> token")
     enable_python_exec: bool = True
+    tool_threads: int = Field(default=8, ge=1, description="threads for short tools (the BFCL backends)")
+    long_tool_threads: int = Field(default=2, ge=1, description="threads for long tools (python_exec)")
+    insecure_no_auth_on_public_bind: bool = False
+    max_connections: int = Field(default=1024, ge=1)
+    keep_alive_s: float = Field(default=5.0, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+
+    def bearer_tokens(self) -> dict[str, bytes]:
+        tokens = {name: token.encode() for name, token in self.client_tokens.items()}
+        if self.token is not None:
+            tokens["default"] = self.token.encode()
+        return tokens
+
+
+class _Pools:
+    """Short tools and long tools on separate bounded thread pools (a python_exec storm leaves BFCL calls alone)."""
+
+    def __init__(self, short: int, long: int) -> None:
+        self.short = ThreadPoolExecutor(short, thread_name_prefix="resrl-tool")
+        self.long = ThreadPoolExecutor(long, thread_name_prefix="resrl-tool-long")
+
+    async def call(self, session: ToolSession, name: str, arguments: dict[str, Any]) -> ToolResult:
+        pool = self.long if name in LONG_TOOLS else self.short
+        return await asyncio.get_running_loop().run_in_executor(pool, session.call, name, arguments)
 
 
 class ToolSession:
@@ -61,11 +120,15 @@ class ToolSession:
         unknown = [name for name in classes if name not in BACKEND_CLASSES]
         if unknown:
             raise ValueError(f"unknown classes {unknown}; known: {sorted(BACKEND_CLASSES)}")
-        self.bfcl = BFCLSession(initial_config or {}, classes, long_context=long_context)
+        try:
+            self.bfcl = BFCLSession(initial_config or {}, classes, long_context=long_context)
+        except Exception as error:  # a backend that refuses its config, whatever it raises: the client's fault
+            raise ValueError(f"initial_config refused: {type(error).__name__}: {error}") from None
         self.registry = ToolRegistry()
         if enable_python_exec:
             self.registry.register(python_exec)
         self.last_used = time.monotonic()
+        self.owner = _ANONYMOUS
 
     def schemas(self) -> list[dict[str, Any]]:
         bfcl = [tool for name in self.bfcl.involved_classes for tool in openai_tools(name)]
@@ -127,10 +190,10 @@ class _Store:
             for key in [k for k, s in self.sessions.items() if now - s.last_used > self.settings.session_ttl_s]:
                 del self.sessions[key]
 
-    def get(self, session_id: str) -> ToolSession:
+    def get(self, session_id: str, owner: str) -> ToolSession:
         self.expire()
         session = self.sessions.get(session_id)
-        if session is None:
+        if session is None or session.owner != owner:  # another client's session: not found, not forbidden
             raise ApiError(
                 404,
                 "SESSION_NOT_FOUND",
@@ -140,10 +203,78 @@ class _Store:
         return session
 
 
+class _Guard:
+    """Plain ASGI: the bearer token (every route but /healthz) and the body cap, counting the bytes read."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], settings: ToolServerSettings) -> None:
+        self.app = app
+        self.tokens = settings.bearer_tokens()
+        self.limit = settings.max_request_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client: str | None = _ANONYMOUS
+        if self.tokens:
+            given = next((value for key, value in scope["headers"] if key == b"authorization"), b"")
+            client = bearer_client(given, self.tokens)
+        scope[_CLIENT_KEY] = client
+        if client is None and scope["path"] != "/healthz":
+            body = _error_body("UNAUTHORIZED", "missing or wrong bearer token", "send 'Authorization: Bearer <token>'")
+            await _answer(send, 401, body)
+            return
+        length = next((value for key, value in scope["headers"] if key == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            await _answer(send, 413, _too_large(int(length), self.limit))
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:  # the whole body, bounded: a chunked body has no content-length to check
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await _answer(send, 413, _too_large(size, self.limit))
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _too_large(size: int, limit: int) -> dict[str, Any]:
+    return _error_body("TOO_LARGE", f"request body of {size}+ bytes is over the limit of {limit}")
+
+
+async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
+    data = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": data})
+
+
+def _client(request: Request) -> str:
+    client: str | None = request.scope.get(_CLIENT_KEY, _ANONYMOUS)
+    return _ANONYMOUS if client is None else client
+
+
 def create_app(settings: ToolServerSettings | None = None) -> FastAPI:
     """The HTTP tool server (see the module docstring)."""
     settings = settings or ToolServerSettings()
     store = _Store(settings)
+    pools = _Pools(settings.tool_threads, settings.long_tool_threads)
     app = FastAPI(title="resrl-agent tool server")
     app.state.store = store
 
@@ -155,25 +286,20 @@ def create_app(settings: ToolServerSettings | None = None) -> FastAPI:
     async def _bad_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
+        status = 400 if first.get("type") == "json_invalid" else 422
         return JSONResponse(
-            _error_body("BAD_REQUEST", f"invalid request at {where}: {first.get('msg', '')}"), status_code=422
+            _error_body("BAD_REQUEST", f"invalid request at {where}: {first.get('msg', '')}"), status_code=status
         )
 
-    @app.middleware("http")
-    async def _guard(request: Request, call_next: Any) -> Any:
-        if request.url.path != "/healthz" and settings.token is not None:
-            expected = f"Bearer {settings.token}"
-            if not secrets.compare_digest(request.headers.get("authorization", ""), expected):
-                return JSONResponse(_error_body("UNAUTHORIZED", "missing or wrong bearer token"), status_code=401)
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > settings.max_request_bytes:
-            return JSONResponse(
-                _error_body("TOO_LARGE", f"request body over {settings.max_request_bytes} bytes"), status_code=413
-            )
-        return await call_next(request)
+    @app.exception_handler(Exception)
+    async def _internal(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("tool server: unhandled %s", type(exc).__name__)
+        return JSONResponse(_error_body("INTERNAL", "the tool server failed on this request"), status_code=500)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
+    async def healthz(request: Request) -> dict[str, Any]:
+        if request.scope.get(_CLIENT_KEY) is None:  # no valid token: liveness only
+            return {"status": "ok"}
         return {"status": "ok", "sessions": len(store.sessions)}
 
     @app.get("/v1/tools")
@@ -185,7 +311,8 @@ def create_app(settings: ToolServerSettings | None = None) -> FastAPI:
             raise ApiError(400, "BAD_REQUEST", str(exc)) from None
 
     @app.post("/v1/sessions", status_code=201)
-    async def create_session(body: CreateSession) -> dict[str, Any]:
+    async def create_session(body: CreateSession, request: Request) -> dict[str, Any]:
+        owner = _client(request)
         store.expire()
         if len(store.sessions) >= settings.max_sessions:
             raise ApiError(
@@ -194,6 +321,9 @@ def create_app(settings: ToolServerSettings | None = None) -> FastAPI:
                 f"the server holds {settings.max_sessions} sessions",
                 "delete finished sessions or retry later",
             )
+        quota = settings.max_sessions_per_client
+        if quota is not None and sum(1 for s in store.sessions.values() if s.owner == owner) >= quota:
+            raise ApiError(429, "CAPACITY", f"this client holds its quota of {quota} sessions", "delete some")
         try:
             session = ToolSession(
                 body.classes,
@@ -203,29 +333,31 @@ def create_app(settings: ToolServerSettings | None = None) -> FastAPI:
             )
         except ValueError as exc:
             raise ApiError(400, "BAD_REQUEST", str(exc)) from None
-        session_id = secrets.token_hex(8)
+        session.owner = owner
+        session_id = secrets.token_hex(12)
         with store.lock:
             store.sessions[session_id] = session
         return {"session_id": session_id, "tools": session.schemas()}
 
     @app.post("/v1/sessions/{session_id}/call")
-    async def call_tool(session_id: str, body: CallRequest) -> dict[str, Any]:
-        session = store.get(session_id)
-        # python_exec blocks for up to its time limit: keep the event loop free.
-        result = await asyncio.to_thread(session.call, body.name, body.arguments)
+    async def call_tool(session_id: str, body: CallRequest, request: Request) -> dict[str, Any]:
+        session = store.get(session_id, _client(request))
+        # tools block (python_exec for up to its time limit): keep the event loop free
+        result = await pools.call(session, body.name, body.arguments)
         return result.to_dict()
 
     @app.get("/v1/sessions/{session_id}/state")
-    async def get_state(session_id: str) -> dict[str, Any]:
-        return {"state": store.get(session_id).bfcl.state()}
+    async def get_state(session_id: str, request: Request) -> dict[str, Any]:
+        return {"state": store.get(session_id, _client(request)).bfcl.state()}
 
     @app.delete("/v1/sessions/{session_id}")
-    async def delete_session(session_id: str) -> dict[str, Any]:
-        store.get(session_id)
+    async def delete_session(session_id: str, request: Request) -> dict[str, Any]:
+        store.get(session_id, _client(request))
         with store.lock:
             store.sessions.pop(session_id, None)
         return {"deleted": session_id}
 
+    app.add_middleware(_Guard, settings=settings)
     return app
 
 
@@ -243,8 +375,10 @@ def create_mcp_server(session: ToolSession, *, name: str = "resrl-tools") -> Ser
         ]
         return mcp_types.ListToolsResult(tools=tools)
 
+    pools = _Pools(4, 2)
+
     async def on_call_tool(_ctx: Any, params: mcp_types.CallToolRequestParams) -> mcp_types.CallToolResult:
-        result = await asyncio.to_thread(session.call, params.name, dict(params.arguments or {}))
+        result = await pools.call(session, params.name, dict(params.arguments or {}))
         return mcp_types.CallToolResult(
             content=[mcp_types.TextContent(type="text", text=result.content)], isError=not result.ok
         )
@@ -254,10 +388,61 @@ def create_mcp_server(session: ToolSession, *, name: str = "resrl-tools") -> Ser
 
 async def serve_mcp_stdio(session: ToolSession) -> None:
     from mcp.server.stdio import stdio_server
+    from mcp.shared.message import SessionMessage
 
     server = create_mcp_server(session)
     async with stdio_server() as (read_stream, write_stream):
-        await server.run(read_stream, write_stream, server.create_initialization_options())
+        # The transport hands a line that is not a JSON-RPC message on as an exception, which the server drops
+        # without a word: answer each with a JSON-RPC error instead, and pass the messages on.
+        passed, received = anyio.create_memory_object_stream[Any](0)
+
+        async def pump() -> None:
+            async with passed:
+                async for item in read_stream:
+                    if isinstance(item, Exception):
+                        await write_stream.send(SessionMessage(mcp_line_error(item)))
+                    else:
+                        await passed.send(item)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(pump)
+            await server.run(received, write_stream, server.create_initialization_options())
+            group.cancel_scope.cancel()
+
+
+def mcp_line_error(error: Exception) -> mcp_types.JSONRPCError:
+    """The JSON-RPC error for a line that is not a JSON-RPC message: -32700 (not JSON) or -32600 (not a message)."""
+    not_json = isinstance(error, ValidationError) and any(e.get("type") == "json_invalid" for e in error.errors())
+    if not_json:
+        data = mcp_types.ErrorData(code=-32700, message="Parse error: the line is not JSON")
+    else:
+        data = mcp_types.ErrorData(
+            code=-32600, message="Invalid Request: one JSON-RPC 2.0 request, notification or response per line"
+        )
+    return mcp_types.JSONRPCError(jsonrpc="2.0", id=None, error=data)
+
+
+def serve_http(settings: ToolServerSettings, host: str = "127.0.0.1", port: int = 8100) -> None:
+    """Run the HTTP tool server; refuses a non-loopback bind without a token (InsecureBindError, a ValueError)."""
+    import uvicorn
+
+    check_bind(
+        host,
+        bool(settings.bearer_tokens()),
+        allow_insecure=settings.insecure_no_auth_on_public_bind,
+        server="tool server",
+    )
+    raise_open_files_limit()
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        **uvicorn_options(
+            max_connections=settings.max_connections,
+            keep_alive_s=settings.keep_alive_s,
+            header_timeout_s=settings.header_timeout_s,
+        ),
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -267,15 +452,29 @@ def main(argv: list[str] | None = None) -> None:
     http = sub.add_parser("http")
     http.add_argument("--host", default="127.0.0.1")
     http.add_argument("--port", type=int, default=8100)
+    http.add_argument("--token-file", default=None, help=f"bearer token file (else the env var {TOKEN_ENV})")
+    http.add_argument("--max-sessions-per-client", type=int, default=None)
+    http.add_argument("--no-python-exec", action="store_true")
+    http.add_argument(
+        INSECURE_FLAG, dest="insecure", action="store_true", help="allow a non-loopback bind without a token"
+    )
     stdio = sub.add_parser("mcp-stdio")
     stdio.add_argument("--classes", default="")
     stdio.add_argument("--initial-config", default="{}", help="JSON object: class name -> config")
     stdio.add_argument("--no-python-exec", action="store_true")
     args = parser.parse_args(argv)
     if args.mode == "http":
-        import uvicorn
-
-        uvicorn.run(create_app(), host=args.host, port=args.port)
+        settings = ToolServerSettings(
+            token=resolve_token(token_file=args.token_file, env=TOKEN_ENV),
+            max_sessions_per_client=args.max_sessions_per_client,
+            enable_python_exec=not args.no_python_exec,
+            insecure_no_auth_on_public_bind=args.insecure,
+        )
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        try:
+            serve_http(settings, args.host, args.port)
+        except InsecureBindError as error:
+            parser.error(str(error))
         return
     classes = [name for name in args.classes.split(",") if name]
     session = ToolSession(classes, json.loads(args.initial_config), enable_python_exec=not args.no_python_exec)

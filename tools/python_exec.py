@@ -20,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
-from tools.core import tool
+from tools.core import ToolError, tool
 
 __all__ = ["ExecResult", "python_exec", "run_python"]
 
@@ -139,4 +139,7 @@ def python_exec(code: str, timeout_s: float = 10.0) -> str:
         code: The Python source to run; print what you want to see.
         timeout_s: Wall-clock limit in seconds (at most 30).
     """
-    return run_python(code, timeout_s=min(max(timeout_s, 0.1), 30.0)).to_text()
+    result = run_python(code, timeout_s=min(max(timeout_s, 0.1), 30.0))
+    if not result.ok:  # the code raised, exited non-zero or was killed: a failed call (MCP isError), same text
+        raise ToolError(result.to_text(), code="timeout" if result.timed_out else "tool_failed")
+    return result.to_text()
