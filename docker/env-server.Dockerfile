@@ -41,10 +41,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     RESRL_CACHE=/home/resrl/.cache/resrl-agent \
     RESRL_ENV_PORT=8000
+# Where the bearer token's secret is mounted (a path, not the token: hadolint's DL3064 matches the name only).
+# hadolint ignore=DL3064
+ENV RESRL_ENV_SERVER_TOKEN_FILE=/run/secrets/resrl-env-token
 USER 10001:10001
 WORKDIR /home/resrl
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, sys, urllib.request as u; p = os.environ.get('RESRL_ENV_PORT', '8000'); sys.exit(u.urlopen(f'http://127.0.0.1:{p}/healthz', timeout=2).status != 200)"]
+# The bearer token comes from a secret mounted at $RESRL_ENV_SERVER_TOKEN_FILE (compose: secrets; Kubernetes: a
+# Secret volume); without it the server refuses to listen on 0.0.0.0 (docs/serving.md "Security").
 ENTRYPOINT ["resrl-agent", "serve", "env"]
 CMD ["--host", "0.0.0.0", "--port", "8000"]

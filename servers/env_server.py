@@ -49,7 +49,14 @@ from servers.schemas import (
     WsRequest,
     error_body,
 )
-from servers.security import INSECURE_FLAG, InsecureBindError, bearer_client, check_bind, resolve_token
+from servers.security import (
+    INSECURE_FLAG,
+    InsecureBindError,
+    bearer_client,
+    check_bind,
+    read_client_tokens,
+    resolve_token,
+)
 
 __all__ = ["EnvServerSettings", "create_app", "main", "resolve_token", "serve"]
 
@@ -449,7 +456,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-sessions", type=int, default=1024)
     parser.add_argument("--session-ttl-s", type=float, default=600.0)
     parser.add_argument("--step-timeout-s", type=float, default=30.0)
-    parser.add_argument("--token-file", default=None, help=f"bearer token file (else the env var {TOKEN_ENV})")
+    parser.add_argument(
+        "--token-file", default=None, help=f"bearer token file (else the env var {TOKEN_ENV}, else {TOKEN_ENV}_FILE)"
+    )
+    parser.add_argument(
+        "--client-tokens-file", default=None, help="'<client> <token>' lines: each client owns its sessions"
+    )
     parser.add_argument("--max-sessions-per-client", type=int, default=None, help="sessions one token may hold")
     parser.add_argument(
         INSECURE_FLAG, dest="insecure", action="store_true", help="allow a non-loopback bind without a token"
@@ -465,6 +477,7 @@ def main(argv: list[str] | None = None) -> None:
         "token": resolve_token(token_file=args.token_file),
         "test_knobs": args.test_knobs,
         "max_sessions_per_client": args.max_sessions_per_client,
+        "client_tokens": read_client_tokens(args.client_tokens_file) if args.client_tokens_file else {},
         "insecure_no_auth_on_public_bind": args.insecure,
     }
     if args.workers is not None:

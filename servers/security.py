@@ -4,7 +4,8 @@
   unless the operator passed the loudly named ``--insecure-no-auth-on-public-bind`` (then it logs a warning).
 - :func:`bearer_client`: the client name behind an ``Authorization`` header (the scheme ``Bearer`` in any case,
   each token compared in constant time), or None.
-- :func:`resolve_token`: a token given directly, from a file, or from an environment variable.
+- :func:`resolve_token`: a token given directly, from a file, from an environment variable, or from the file that
+  ``<variable>_FILE`` names; :func:`read_client_tokens`: a file of ``<client> <token>`` lines.
 - :func:`scrubbed_environ`: the environment for child processes, without the servers' tokens.
 
 The connection limits are in :mod:`servers.limits` (this module stays free of uvicorn: env workers import it).
@@ -26,6 +27,7 @@ __all__ = [
     "bearer_client",
     "check_bind",
     "is_loopback",
+    "read_client_tokens",
     "resolve_token",
     "scrubbed_environ",
 ]
@@ -86,17 +88,40 @@ def bearer_client(header: bytes | str | None, tokens: Mapping[str, bytes]) -> st
 def resolve_token(
     token: str | None = None, token_file: str | Path | None = None, env: str = SECRET_ENV_VARS[0]
 ) -> str | None:
-    """The bearer token: given directly, else read from ``token_file``, else from the env var; None = no auth."""
+    """The bearer token: given directly, else read from ``token_file``, else the env var ``env``, else the file
+    named by ``<env>_FILE`` (a mounted secret: Docker and Kubernetes secrets are files); None = no auth."""
     if token:
         return token
+    if not token_file:
+        value = os.environ.get(env)
+        if value:
+            return value
+        token_file = os.environ.get(env + "_FILE") or None
     if token_file:
         value = Path(token_file).read_text(encoding="utf-8").strip()
         if not value:
             raise ValueError(f"token file {token_file} is empty")
         return value
-    return os.environ.get(env) or None
+    return None
+
+
+def read_client_tokens(path: str | Path) -> dict[str, str]:
+    """A client tokens file: one ``<client name> <token>`` per line (``#`` comments); each client owns its sessions."""
+    tokens: dict[str, str] = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, _, token = line.partition(" ")
+        if not token.strip() or name in tokens:
+            raise ValueError(f"{path}:{number}: want '<client name> <token>', each name once")
+        tokens[name] = token.strip()
+    if len(set(tokens.values())) != len(tokens):
+        raise ValueError(f"{path}: two clients share a token")
+    return tokens
 
 
 def scrubbed_environ() -> dict[str, str]:
     """This process's environment without the servers' tokens (for child processes)."""
-    return {key: value for key, value in os.environ.items() if key not in SECRET_ENV_VARS}
+    secret = {*SECRET_ENV_VARS, *(name + "_FILE" for name in SECRET_ENV_VARS)}
+    return {key: value for key, value in os.environ.items() if key not in secret}

@@ -42,7 +42,14 @@ from mcp.server.lowlevel import Server
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from servers.limits import raise_open_files_limit, uvicorn_options
-from servers.security import INSECURE_FLAG, InsecureBindError, bearer_client, check_bind, resolve_token
+from servers.security import (
+    INSECURE_FLAG,
+    InsecureBindError,
+    bearer_client,
+    check_bind,
+    read_client_tokens,
+    resolve_token,
+)
 from tools import ToolRegistry, ToolResult
 from tools.bfcl import BACKEND_CLASSES, BFCLSession, openai_tools
 from tools.python_exec import python_exec
@@ -453,6 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     http.add_argument("--host", default="127.0.0.1")
     http.add_argument("--port", type=int, default=8100)
     http.add_argument("--token-file", default=None, help=f"bearer token file (else the env var {TOKEN_ENV})")
+    http.add_argument("--client-tokens-file", default=None, help="'<client> <token>' lines")
     http.add_argument("--max-sessions-per-client", type=int, default=None)
     http.add_argument("--no-python-exec", action="store_true")
     http.add_argument(
@@ -467,6 +475,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = ToolServerSettings(
             token=resolve_token(token_file=args.token_file, env=TOKEN_ENV),
             max_sessions_per_client=args.max_sessions_per_client,
+            client_tokens=read_client_tokens(args.client_tokens_file) if args.client_tokens_file else {},
             enable_python_exec=not args.no_python_exec,
             insecure_no_auth_on_public_bind=args.insecure,
         )

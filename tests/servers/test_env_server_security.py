@@ -204,3 +204,22 @@ def test_slow_clients_lose_their_connection_after_the_head_timeout() -> None:
             sock.sendall(b"GET /healthz HTTP/1.1\r\n")
             time.sleep(1.0)
             assert sock.recv(100) == b""
+
+
+def test_tokens_from_a_mounted_secret_and_a_client_tokens_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from servers.security import read_client_tokens, resolve_token, scrubbed_environ
+
+    secret = tmp_path / "token"
+    secret.write_text("from-a-secret\n")
+    monkeypatch.delenv("RESRL_ENV_SERVER_TOKEN", raising=False)
+    monkeypatch.setenv("RESRL_ENV_SERVER_TOKEN_FILE", str(secret))
+    assert resolve_token() == "from-a-secret"  # what the images use: the secret's file, named by an env var
+    assert "RESRL_ENV_SERVER_TOKEN_FILE" not in scrubbed_environ()
+    monkeypatch.setenv("RESRL_ENV_SERVER_TOKEN", "direct")
+    assert resolve_token() == "direct"
+    clients = tmp_path / "clients"
+    clients.write_text("# name token\nalice a-token\nbob b-token\n")
+    assert read_client_tokens(clients) == {"alice": "a-token", "bob": "b-token"}
+    clients.write_text("alice a-token\nbob a-token\n")
+    with pytest.raises(ValueError, match="share a token"):
+        read_client_tokens(clients)
