@@ -37,19 +37,26 @@ class Backend:
         return {name: value for name, value in vars(self).items() if not name.startswith("_")}
 
 
-@cache
-def long_context_data() -> dict[str, Any]:
-    """The long-context filler, derived from the golden traces (see tools/bfcl/derive_long_context.py)."""
-    text = resources.files("tools.bfcl").joinpath("data/long_context.json").read_text(encoding="utf-8")
+def _read_json(name: str) -> dict[str, Any]:
+    text = resources.files("tools.bfcl").joinpath(f"data/{name}").read_text(encoding="utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 
 
-def filler(key: str, default: Any = None) -> Any:
-    """A fresh copy of one long-context constant (callers may mutate what they get).
+@cache
+def long_context_data() -> dict[str, Any]:
+    """The long-context filler.
 
-    A constant that no golden trace shows (e.g. the automobile sector's filler) falls back to ``default``.
+    ``data/long_context.json`` is derived from the golden traces (see tools/bfcl/derive_long_context.py);
+    ``data/long_context_upstream.json`` carries the constants no trace shows, copied from BFCL's
+    ``long_context.py`` (see data/SOURCE.md): the file-name whitelist ``files_tail_used``, the automobile
+    sector's filler and the long weather report. Its keys win over the derived ones.
     """
+    return {**_read_json("long_context.json"), **_read_json("long_context_upstream.json")}
+
+
+def filler(key: str, default: Any = None) -> Any:
+    """A fresh copy of one long-context constant (callers may mutate what they get), ``default`` if unknown."""
     value = copy.deepcopy(long_context_data().get(key, default))
     if isinstance(value, list):
         # BFCL's watch-list filler holds Python's Ellipsis object; JSON stores it as a marker string.

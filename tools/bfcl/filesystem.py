@@ -74,7 +74,8 @@ class GorillaFileSystem(Backend):
                 node.contents[name] = self._load_tree(entry["contents"], child)
             elif entry["type"] == "file":
                 content = entry["content"]
-                if self.long_context and name not in long_context_data()["files_without_extension"]:
+                # BFCL appends the filler to every file whose name is not in its FILES_TAIL_USED list.
+                if self.long_context and name not in long_context_data()["files_tail_used"]:
                     content += long_context_data()["file_content_extension"]
                 node.contents[name] = File(name, content)
         if innermost and self.long_context:

@@ -244,7 +244,7 @@ class TradingBot(Backend):
         sectors = {name: list(symbols) for name, symbols in _SECTORS.items()}
         if self.long_context:
             sectors["Technology"].extend(filler("technology_extension"))
-            sectors["Automobile"].extend(filler("automobile_extension", []))
+            sectors["Automobile"].extend(filler("automobile_extension"))
         return {"stock_list": sectors.get(sector, [])}
 
     def filter_stocks_by_price(self, stocks: list[str], min_price: float, max_price: float) -> dict[str, Any]:

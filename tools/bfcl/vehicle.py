@@ -160,7 +160,8 @@ class VehicleControlAPI(Backend):
 
     def get_outside_temperature_from_google(self) -> dict[str, Any]:
         reading = {"outsideTemperature": self._random.uniform(-10.0, 40.0)}
-        if self.long_context and "long_weather_extension" in _known_filler():
+        if self.long_context:
+            # BFCL's answer is its 15-day weather history with the reading added last.
             report: dict[str, Any] = filler("long_weather_extension")
             report["outsideTemperature"] = reading["outsideTemperature"]
             return report
@@ -311,9 +312,3 @@ class VehicleControlAPI(Backend):
 
     def find_nearest_tire_shop(self) -> dict[str, str]:
         return {"shopLocation": "456 Oakwood Avenue, Rivermist, 83214"}
-
-
-def _known_filler() -> set[str]:
-    from tools.bfcl.base import long_context_data
-
-    return set(long_context_data())
