@@ -156,3 +156,15 @@ def test_mcp_python_exec_whose_code_raises_is_an_error() -> None:
 
     raised_error, text, fine_error = asyncio.run(asyncio.wait_for(scenario(), timeout=60))
     assert raised_error and "ValueError: boom" in text and not fine_error
+
+
+def test_one_client_cannot_take_every_session() -> None:
+    from fastapi.testclient import TestClient
+
+    settings = ToolServerSettings(client_tokens={"alice": "a", "bob": "b"}, max_sessions=8, max_sessions_per_client=2)
+    with TestClient(create_app(settings)) as client:
+        for _ in range(2):
+            assert client.post("/v1/sessions", json={}, headers=_h("a")).status_code == 201
+        third = client.post("/v1/sessions", json={}, headers=_h("a"))
+        assert (third.status_code, third.json()["error"]["code"]) == (429, "CAPACITY")
+        assert client.post("/v1/sessions", json={}, headers=_h("b")).status_code == 201
