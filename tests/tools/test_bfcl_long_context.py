@@ -13,7 +13,10 @@ Every expected value below is read from github ShishirPatil/gorilla, folder
   get_transaction_history, get_available_stocks);
 - ``travel_booking.py`` @ 322d3be4871cb30cef6719a11e20c129602574eb (_add_credit_cards, _add_booking_records,
   get_flight_cost, book_flight);
-- ``message_api.py`` @ 94c8e974c8ba8dd655bfde0947be204ff5a320f2 (no long-context switch at all).
+- ``message_api.py`` @ 94c8e974c8ba8dd655bfde0947be204ff5a320f2, ``posting_api.py`` @
+  76951f398cbdd475351f5a274da298b534fa9306, ``ticket_api.py`` @ 527b31bf8cd6e244dfec902b4211b230c0d3c26b and
+  ``math_api.py`` @ d858a2a934f8e692b1bd425f08bfc8e41017f2cd: no long-context switch at all (``_load_scenario``
+  takes the flag and ignores it; math has no ``_load_scenario``).
 """
 
 from __future__ import annotations
@@ -205,6 +208,15 @@ def test_trading_replies_that_grow() -> None:
     watch = session.execute("get_watchlist()")
     # the watch list + WATCH_LIST_EXTENSION, returned as a bare list (Python str, with its Ellipsis).
     assert watch.startswith("['NVDA', 'JHGUN', 'LMAT', 'YNK'") and "Ellipsis" in watch
+
+
+@pytest.mark.xfail(reason="TRANSACTION_HISTORY_EXTENSION is not carried yet (no golden trace shows it)", strict=True)
+def test_trading_transaction_history_grows_by_the_extension() -> None:
+    session = _session({}, ["TradingBot"])
+    session.execute("trading_login(username='u', password='p')")
+    history = json.loads(session.execute("get_transaction_history()"))["transaction_history"]
+    # TRANSACTION_HISTORY_EXTENSION after the account's own (empty) history; its first entry.
+    assert history[0] == {"type": "deposit", "amount": 9933.53, "timestamp": "2024-05-01 22:14:05.858817"}
 
 
 # --- TravelAPI ---------------------------------------------------------------------------------------------------
