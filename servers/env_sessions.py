@@ -368,8 +368,9 @@ class SessionManager:
 def check_env_kwargs(env_id: str, kwargs: dict[str, Any], *, test_knobs: bool) -> None:
     """Refuse (400) every kwarg the env does not declare in ``remote_kwargs`` (test knobs only with --test-knobs).
 
-    A remote client may set only what its env class lists in its ``remote_kwargs`` ClassVar: never a path, a
-    size that builds data, or anything else the operator should decide. An env that lists nothing takes none.
+    A remote client may set only what its env class lists in its ``remote_kwargs`` ClassVar: never a path, nor
+    anything else the operator should decide; an integer kwarg that sizes what the env builds is bounded by the
+    class's ``remote_kwarg_limits`` (name -> largest value). An env that lists nothing takes none.
     """
     cls = envs.env_class(env_id)
     test_only = frozenset(getattr(cls, "test_only_kwargs", ()))
@@ -389,6 +390,15 @@ def check_env_kwargs(env_id: str, kwargs: dict[str, Any], *, test_knobs: bool) -
             f"kwargs.{refused[0]}: {env_id} does not take {', '.join(refused)} from a remote client",
             f"kwargs a client may set for {env_id}: {named}",
         )
+    limits: dict[str, int] = dict(getattr(cls, "remote_kwarg_limits", {}))
+    for name, limit in limits.items():
+        value = kwargs.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit):
+            raise ApiError(
+                "BAD_REQUEST",
+                f"kwargs.{name}: {value!r} is out of range for a remote client",
+                f"an integer from 0 to {limit}",
+            )
 
 
 def _check_text(field_name: str, text: str) -> None:

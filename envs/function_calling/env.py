@@ -35,8 +35,11 @@ class FunctionCallingEnv(TextEnv):
 
     max_observation_chars: ClassVar[int] = 65_536
     max_action_chars: ClassVar[int] = 16_384
-    # kwargs a client of the env server may set (not num_generated: the operator decides how much is built)
-    remote_kwargs: ClassVar[frozenset[str]] = frozenset({"task_set", "reward_mode", "max_steps_per_turn"})
+    # kwargs a client of the env server may set (servers/env_sessions.py check_env_kwargs); num_generated bounded
+    remote_kwargs: ClassVar[frozenset[str]] = frozenset(
+        {"task_set", "reward_mode", "max_steps_per_turn", "num_generated"}
+    )
+    remote_kwarg_limits: ClassVar[dict[str, int]] = {"num_generated": 20_000}
 
     def __init__(
         self,

@@ -19,8 +19,9 @@ __all__ = ["MathEnv"]
 class MathEnv(TextEnv):
     """``gymnasium.make("resrl/Math-v0", task_set="math500")``; ``reset(options={"task_id": "math500-3"})``."""
 
-    # kwargs a client of the env server may set (never minerva_path: a path on the server; not num_generated)
-    remote_kwargs: ClassVar[frozenset[str]] = frozenset({"task_set", "split"})
+    # kwargs a client of the env server may set (never minerva_path: a path on the server); num_generated bounded
+    remote_kwargs: ClassVar[frozenset[str]] = frozenset({"task_set", "split", "num_generated"})
+    remote_kwarg_limits: ClassVar[dict[str, int]] = {"num_generated": 20_000}
 
     def __init__(
         self,

@@ -115,7 +115,7 @@ def test_another_clients_session_is_not_found_and_each_client_has_a_quota() -> N
 
 # -- env kwargs ----------------------------------------------------------------------------------------------
 def test_env_kwargs_not_declared_remote_are_refused_before_the_env_is_built(tmp_path: Path) -> None:
-    with running_server(envs=[ECHO, "resrl/WebShop-v0"], workers=1) as running:
+    with running_server(envs=[ECHO, "resrl/WebShop-v0", "resrl/Math-v0"], workers=1) as running:
         url = running.url
         for path in ("/dev/zero", "/proc/self/fd/0", str(tmp_path / "nope.json"), "/etc/passwd"):
             refused = _post(url, "/v1/sessions", {"env_id": "resrl/WebShop-v0", "kwargs": {"catalogue_path": path}})
@@ -126,6 +126,10 @@ def test_env_kwargs_not_declared_remote_are_refused_before_the_env_is_built(tmp_
         echo = _post(url, "/v1/sessions", {"env_id": ECHO, "kwargs": {"render_mode": "human"}})
         assert echo.status_code == 400 and "max_steps, num_tasks" in echo.json()["error"]["hint"]
         assert _post(url, "/v1/sessions", {"env_id": ECHO, "kwargs": {"max_steps": 2}}).status_code == 201
+        huge = _post(url, "/v1/sessions", {"env_id": "resrl/Math-v0", "kwargs": {"num_generated": 10**9}})
+        assert huge.status_code == 400 and huge.json()["error"]["hint"] == "an integer from 0 to 20000"
+        sized = _post(url, "/v1/sessions", {"env_id": "resrl/Math-v0", "kwargs": {"num_generated": 2000}})
+        assert sized.status_code == 201
         assert _post(url, "/v1/sessions", {"env_id": "resrl/WebShop-v0", "kwargs": {"max_steps": 3}}).status_code == 201
 
 
