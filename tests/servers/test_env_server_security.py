@@ -227,3 +227,17 @@ def test_tokens_from_a_mounted_secret_and_a_client_tokens_file(tmp_path: Path, m
     clients.write_text("alice a-token\nbob a-token\n")
     with pytest.raises(ValueError, match="share a token"):
         read_client_tokens(clients)
+
+
+def test_the_head_timeout_leaves_websockets_and_long_requests_alone() -> None:
+    with running_server(workers=1, test_knobs=True, header_timeout_s=0.5, step_timeout_s=10) as running:
+        url = running.url
+        sid = _session(url, step_sleep_s=1.0)
+        with connect(url.replace("http", "ws", 1) + f"/v1/sessions/{sid}/ws") as ws:
+            time.sleep(1.0)  # idle past the head timeout: a WebSocket is not waiting for a head
+            ws.send(json.dumps({"op": "step", "id": 1, "action": "x"}))  # and a 1 s step is not cut either
+            assert "result" in json.loads(ws.recv(timeout=10))
+        with httpx.Client(base_url=url) as client:  # a kept-alive HTTP client reconnects after an idle gap
+            assert client.post(f"/v1/sessions/{sid}/step", json={"action": "y"}).status_code == 200
+            time.sleep(1.0)
+            assert client.post(f"/v1/sessions/{sid}/step", json={"action": "z"}).status_code == 200
