@@ -343,12 +343,20 @@ def serve_env(
     session_ttl_s: Annotated[float, typer.Option(help="idle seconds before a session expires")] = 600.0,
     step_timeout_s: Annotated[float, typer.Option(help="seconds before a step is killed (504)")] = 30.0,
     token_file: Annotated[
-        Path | None, typer.Option(help="bearer token file (else the env var RESRL_ENV_SERVER_TOKEN; none = no auth)")
+        Path | None, typer.Option(help="bearer token file (else RESRL_ENV_SERVER_TOKEN or its _FILE; none = no auth)")
     ] = None,
+    client_tokens_file: Annotated[
+        Path | None, typer.Option(help="'<client> <token>' lines: each client owns its sessions")
+    ] = None,
+    max_sessions_per_client: Annotated[int | None, typer.Option(help="open sessions one client may hold")] = None,
+    insecure_no_auth_on_public_bind: Annotated[
+        bool, typer.Option("--insecure-no-auth-on-public-bind", help="serve a non-loopback address WITHOUT auth")
+    ] = False,
     test_knobs: Annotated[bool, typer.Option(help="allow envs' fault-injection kwargs (tests only)")] = False,
 ) -> None:
     """Serve registered environments over HTTP/WebSocket: sessions in worker processes (docs/serving.md)."""
     from servers.env_server import EnvServerSettings, resolve_token, serve
+    from servers.security import check_bind, read_client_tokens
 
     try:
         options: dict[str, object] = {
@@ -358,17 +366,23 @@ def serve_env(
             "session_ttl_s": session_ttl_s,
             "step_timeout_s": step_timeout_s,
             "token": resolve_token(token_file=token_file),
+            "client_tokens": read_client_tokens(client_tokens_file) if client_tokens_file else {},
+            "insecure_no_auth_on_public_bind": insecure_no_auth_on_public_bind,
             "test_knobs": test_knobs,
         }
         if workers is not None:
             options["workers"] = workers
+        if max_sessions_per_client is not None:
+            options["max_sessions_per_client"] = max_sessions_per_client
         settings = EnvServerSettings.model_validate(options)
+        authenticated = bool(settings.token or settings.client_tokens)
+        check_bind(host, authenticated, allow_insecure=insecure_no_auth_on_public_bind, server="env server")
         from servers.env_sessions import SessionManager
 
         served = SessionManager(settings).env_ids  # unknown ids fail here, before anything binds
     except (ValueError, OSError) as error:
         raise _fail(error) from None
-    auth = "bearer token" if settings.token else "no auth"
+    auth = "bearer token" if authenticated else "no auth"
     console.print(f"env server on http://{host}:{port} ({settings.workers} {isolation} workers, {auth}): {served}")
     serve(settings, host, port)
 
@@ -379,13 +393,40 @@ def serve_tools(
     host: Annotated[str, typer.Option(help="bind address (http)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port (http)")] = 8100,
     classes: Annotated[str, typer.Option(help="mcp-stdio: comma-separated BFCL classes, e.g. GorillaFileSystem")] = "",
+    token_file: Annotated[
+        Path | None, typer.Option(help="http: bearer token file (else RESRL_TOOL_SERVER_TOKEN or its _FILE)")
+    ] = None,
+    client_tokens_file: Annotated[
+        Path | None, typer.Option(help="http: '<client> <token>' lines: each client owns its sessions")
+    ] = None,
+    max_sessions_per_client: Annotated[int | None, typer.Option(help="http: sessions one client may hold")] = None,
+    no_python_exec: Annotated[bool, typer.Option("--no-python-exec", help="do not serve python_exec")] = False,
+    insecure_no_auth_on_public_bind: Annotated[
+        bool, typer.Option("--insecure-no-auth-on-public-bind", help="serve a non-loopback address WITHOUT auth")
+    ] = False,
 ) -> None:
     """Serve the BFCL-compatible tools (and python_exec) over HTTP sessions or MCP on stdio."""
     from servers import tool_server
+    from servers.security import check_bind, read_client_tokens, resolve_token
 
     if transport == "http":
-        console.print(f"tool server on http://{host}:{port} (GET /v1/tools, POST /v1/sessions)")
-        tool_server.main(["http", "--host", host, "--port", str(port)])
+        try:
+            token = resolve_token(token_file=token_file, env=tool_server.TOKEN_ENV)
+            clients = read_client_tokens(client_tokens_file) if client_tokens_file else {}
+            check_bind(
+                host, bool(token or clients), allow_insecure=insecure_no_auth_on_public_bind, server="tool server"
+            )
+        except (ValueError, OSError) as error:
+            raise _fail(error) from None
+        args = ["http", "--host", host, "--port", str(port)]
+        args += ["--token-file", str(token_file)] if token_file else []
+        args += ["--client-tokens-file", str(client_tokens_file)] if client_tokens_file else []
+        args += ["--max-sessions-per-client", str(max_sessions_per_client)] if max_sessions_per_client else []
+        args += ["--no-python-exec"] if no_python_exec else []
+        args += ["--insecure-no-auth-on-public-bind"] if insecure_no_auth_on_public_bind else []
+        auth = "bearer token" if token or clients else "no auth"
+        console.print(f"tool server on http://{host}:{port} ({auth}; GET /v1/tools, POST /v1/sessions)")
+        tool_server.main(args)
     elif transport == "mcp-stdio":
         tool_server.main(["mcp-stdio", "--classes", classes])
     else:

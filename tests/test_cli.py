@@ -109,3 +109,18 @@ def test_sft_then_train_prints_the_held_out_comparison(tiny_model_dir: Path, tmp
     assert rows[0].rstrip("│ ").endswith("-")  # the first row has nothing above it
     for k in (1, 2):
         assert rows[k].rstrip("│ ").endswith(f"{fisher_greater(won[k - 1], 6, won[k], 6):.3g}")
+
+
+def test_serve_refuses_a_public_bind_without_a_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both servers, from the CLI: a non-loopback address without a token stops before anything binds."""
+    from typer.testing import CliRunner
+
+    from resrl_agent.cli import app
+
+    for var in ("RESRL_ENV_SERVER_TOKEN", "RESRL_ENV_SERVER_TOKEN_FILE", "RESRL_TOOL_SERVER_TOKEN",
+                "RESRL_TOOL_SERVER_TOKEN_FILE"):  # fmt: skip
+        monkeypatch.delenv(var, raising=False)
+    for command in (["serve", "env", "--envs", "resrl/Echo-v0"], ["serve", "tools"]):
+        result = CliRunner().invoke(app, [*command, "--host", "0.0.0.0", "--port", "1"])
+        assert result.exit_code == 2, result.output
+        assert "--insecure-no-auth-on-public-bind" in result.output

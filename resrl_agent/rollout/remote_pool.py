@@ -151,7 +151,9 @@ class RemoteEnvPool:
         self._lock = threading.Lock()
         self._rotate = 0
         self._stop = threading.Event()
-        self._probe_http = httpx.Client(timeout=settings.probe_timeout_s)
+        # the token too: a server with auth reports its load (session count) only to an authenticated probe
+        auth = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        self._probe_http = httpx.Client(timeout=settings.probe_timeout_s, headers=auth)
         self.probe_all()
         self._thread = threading.Thread(target=self._probe_loop, name="resrl-env-health", daemon=True)
         self._thread.start()
