@@ -210,13 +210,21 @@ def test_trading_replies_that_grow() -> None:
     assert watch.startswith("['NVDA', 'JHGUN', 'LMAT', 'YNK'") and "Ellipsis" in watch
 
 
-@pytest.mark.xfail(reason="TRANSACTION_HISTORY_EXTENSION is not carried yet (no golden trace shows it)", strict=True)
 def test_trading_transaction_history_grows_by_the_extension() -> None:
     session = _session({}, ["TradingBot"])
     session.execute("trading_login(username='u', password='p')")
-    history = json.loads(session.execute("get_transaction_history()"))["transaction_history"]
-    # TRANSACTION_HISTORY_EXTENSION after the account's own (empty) history; its first entry.
-    assert history[0] == {"type": "deposit", "amount": 9933.53, "timestamp": "2024-05-01 22:14:05.858817"}
+    session.execute("fund_account(amount=100.0)")
+    text = session.execute("get_transaction_history(start_date='2024-09-01', end_date='2024-09-03')")
+    history = json.loads(text)["transaction_history"]
+    # The account's own (filtered) history, then all of TRANSACTION_HISTORY_EXTENSION (1000 entries, unfiltered),
+    # first and last entries as in long_context.py, keys in its order.
+    assert len(history) == 1 + 1000 and history[0]["type"] == "deposit" and history[0]["amount"] == 100.0
+    assert history[1] == {"type": "deposit", "amount": 9933.53, "timestamp": "2024-05-01 22:14:05.858817"}
+    assert history[-1] == {"type": "withdrawal", "amount": 6787.08, "timestamp": "2024-03-22 13:33:04.863985"}
+    assert list(history[1]) == ["type", "amount", "timestamp"]
+    plain = _session({}, ["TradingBot"], long_context=False)
+    plain.execute("trading_login(username='u', password='p')")
+    assert json.loads(plain.execute("get_transaction_history()")) == {"transaction_history": []}
 
 
 # --- TravelAPI ---------------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def long_context_data() -> dict[str, Any]:
     ``data/long_context.json`` is derived from the golden traces (see tools/bfcl/derive_long_context.py);
     ``data/long_context_upstream.json`` carries the constants no trace shows, copied from BFCL's
     ``long_context.py`` (see data/SOURCE.md): the file-name whitelist ``files_tail_used``, the automobile
-    sector's filler and the long weather report. Its keys win over the derived ones.
+    sector's filler, the transaction-history filler and the long weather report. Its keys win over the derived ones.
     """
     return {**_read_json("long_context.json"), **_read_json("long_context_upstream.json")}
 
