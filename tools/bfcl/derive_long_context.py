@@ -3,7 +3,9 @@
 BFCL's ``multi_turn_long_context`` category pads the backends with fixed filler: extra text appended to files,
 many empty files in each innermost directory, extra credit cards and bookings, and long extra fields in some
 replies. All of it is visible in the golden traces' states and result strings, so it is recovered here by
-comparing the long-context traces with the task configs. Run:
+comparing the long-context traces with the task configs. What no trace shows (the file whitelist, the automobile and
+transaction-history fillers, the long weather report) is copied from upstream into data/long_context_upstream.json
+instead, whose keys win (see data/SOURCE.md). Run:
 
     python -m tools.bfcl.derive_long_context tests/data/bfcl/golden envs/function_calling/data
 """
