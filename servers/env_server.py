@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servers.deps import get_manager
 from servers.env_sessions import ANONYMOUS, ApiError, EnvServerSettings, SessionManager
-from servers.limits import raise_open_files_limit, uvicorn_options
+from servers.limits import BodyTooLargeError, capped_body, raise_open_files_limit, replaying, uvicorn_options
 from servers.schemas import (
     BatchStepRequest,
     BatchStepResponse,
@@ -126,35 +126,14 @@ class _Guard:
             else:
                 await _serve_websocket(receive, send, self.manager, bound, client)  # type: ignore[arg-type]
             return
-        length = next((value for key, value in scope["headers"] if key == b"content-length"), None)
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await _deny(scope, send, 413, _too_large(int(length), self.limit))
-            return
         # Read the body here (bounded), so a chunked body without content-length is limited too.
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await _deny(scope, send, 413, _too_large(size, self.limit))
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-        await self.app(scope, replay, send)
+        try:
+            body = await capped_body(scope, receive, self.limit)
+        except BodyTooLargeError as err:
+            await _deny(scope, send, 413, _too_large(err.size, self.limit))
+            return
+        if body is not None:
+            await self.app(scope, replaying(receive, body), send)
 
 
 def _too_large(size: int, limit: int) -> dict[str, Any]:

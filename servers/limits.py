@@ -92,3 +92,46 @@ def uvicorn_options(
         "h11_max_incomplete_event_size": max_header_bytes,
         "backlog": min(2048, max(128, max_connections)),
     }
+
+
+class BodyTooLargeError(Exception):
+    """A request body over the cap: ``size`` is what was declared or received so far."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.size = size
+
+
+async def capped_body(scope: Any, receive: Any, limit: int) -> bytes | None:
+    """The request body, read whole here but never past ``limit`` bytes: a declared content-length over it, or
+    the bytes of a chunked body once they pass it, raise :class:`BodyTooLargeError`. None: the client went away."""
+    length = next((value for key, value in scope["headers"] if key == b"content-length"), None)
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise BodyTooLargeError(int(length))
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError(size)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(receive: Any, body: bytes) -> Any:
+    """An ASGI ``receive`` that hands the app ``body`` (already read) once, then the client's own messages."""
+    replayed = False
+
+    async def replay() -> Any:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

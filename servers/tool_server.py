@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse
 from mcp.server.lowlevel import Server
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from servers.limits import raise_open_files_limit, uvicorn_options
+from servers.limits import BodyTooLargeError, capped_body, raise_open_files_limit, replaying, uvicorn_options
 from servers.security import (
     INSECURE_FLAG,
     InsecureBindError,
@@ -231,34 +231,13 @@ class _Guard:
             body = _error_body("UNAUTHORIZED", "missing or wrong bearer token", "send 'Authorization: Bearer <token>'")
             await _answer(send, 401, body)
             return
-        length = next((value for key, value in scope["headers"] if key == b"content-length"), None)
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await _answer(send, 413, _too_large(int(length), self.limit))
+        try:  # the whole body, bounded: a chunked body has no content-length to check
+            body = await capped_body(scope, receive, self.limit)
+        except BodyTooLargeError as err:
+            await _answer(send, 413, _too_large(err.size, self.limit))
             return
-        chunks: list[bytes] = []
-        size = 0
-        while True:  # the whole body, bounded: a chunked body has no content-length to check
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.limit:
-                await _answer(send, 413, _too_large(size, self.limit))
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
-        await self.app(scope, replay, send)
+        if body is not None:
+            await self.app(scope, replaying(receive, body), send)
 
 
 def _too_large(size: int, limit: int) -> dict[str, Any]:
