@@ -68,8 +68,11 @@ def _wait_port(host: str, port: int, proc: Any, log: Path, timeout: float = 60.0
         time.sleep(0.2)
 
 
+TOKEN = "multihost-test-token"  # the env servers listen on namespace addresses, not loopback: they need one
+
+
 def _steps(url: str) -> int:
-    text = httpx.get(url + "/metrics", timeout=2).text
+    text = httpx.get(url + "/metrics", timeout=2, headers={"Authorization": f"Bearer {TOKEN}"}).text
     return int(sum(float(v) for v in re.findall(r"^resrl_env_steps_total\{[^}]*\} (\S+)$", text, re.M)))
 
 
@@ -94,6 +97,7 @@ def test_training_survives_an_env_server_host_cut_off_mid_run(
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": "1",
         "PYTHONPATH": str(ROOT),
+        "RESRL_ENV_SERVER_TOKEN": TOKEN,  # the servers' token, and the rollout workers' (env.remote.token_env)
     }
     env.pop("RAY_ADDRESS", None)
     logs = tmp_path / "logs"
