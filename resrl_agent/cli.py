@@ -375,7 +375,7 @@ def serve_env(
         if max_sessions_per_client is not None:
             options["max_sessions_per_client"] = max_sessions_per_client
         settings = EnvServerSettings.model_validate(options)
-        authenticated = bool(settings.token or settings.client_tokens)
+        authenticated = bool(settings.bearer_tokens())
         check_bind(host, authenticated, allow_insecure=insecure_no_auth_on_public_bind, server="env server")
         from servers.env_sessions import SessionManager
 
@@ -411,22 +411,20 @@ def serve_tools(
 
     if transport == "http":
         try:
-            token = resolve_token(token_file=token_file, env=tool_server.TOKEN_ENV)
-            clients = read_client_tokens(client_tokens_file) if client_tokens_file else {}
-            check_bind(
-                host, bool(token or clients), allow_insecure=insecure_no_auth_on_public_bind, server="tool server"
+            settings = tool_server.ToolServerSettings(
+                token=resolve_token(token_file=token_file, env=tool_server.TOKEN_ENV),
+                client_tokens=read_client_tokens(client_tokens_file) if client_tokens_file else {},
+                max_sessions_per_client=max_sessions_per_client,
+                enable_python_exec=not no_python_exec,
+                insecure_no_auth_on_public_bind=insecure_no_auth_on_public_bind,
             )
+            authenticated = bool(settings.bearer_tokens())
+            check_bind(host, authenticated, allow_insecure=insecure_no_auth_on_public_bind, server="tool server")
         except (ValueError, OSError) as error:
             raise _fail(error) from None
-        args = ["http", "--host", host, "--port", str(port)]
-        args += ["--token-file", str(token_file)] if token_file else []
-        args += ["--client-tokens-file", str(client_tokens_file)] if client_tokens_file else []
-        args += ["--max-sessions-per-client", str(max_sessions_per_client)] if max_sessions_per_client else []
-        args += ["--no-python-exec"] if no_python_exec else []
-        args += ["--insecure-no-auth-on-public-bind"] if insecure_no_auth_on_public_bind else []
-        auth = "bearer token" if token or clients else "no auth"
+        auth = "bearer token" if authenticated else "no auth"
         console.print(f"tool server on http://{host}:{port} ({auth}; GET /v1/tools, POST /v1/sessions)")
-        tool_server.main(args)
+        tool_server.serve_http(settings, host, port)
     elif transport == "mcp-stdio":
         tool_server.main(["mcp-stdio", "--classes", classes])
     else:

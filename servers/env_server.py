@@ -32,7 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servers.deps import get_manager
 from servers.env_sessions import ANONYMOUS, ApiError, EnvServerSettings, SessionManager
-from servers.limits import BodyTooLargeError, capped_body, raise_open_files_limit, replaying, uvicorn_options
+from servers.limits import BodyTooLargeError, capped_body, replaying, serve_asgi
 from servers.schemas import (
     BatchStepRequest,
     BatchStepResponse,
@@ -53,7 +53,6 @@ from servers.security import (
     INSECURE_FLAG,
     InsecureBindError,
     bearer_client,
-    check_bind,
     read_client_tokens,
     resolve_token,
 )
@@ -398,28 +397,16 @@ def serve(settings: EnvServerSettings, host: str = "127.0.0.1", port: int = 8000
     Raises :class:`~servers.security.InsecureBindError` (a ValueError) before binding a non-loopback ``host``
     without a token, unless ``settings.insecure_no_auth_on_public_bind``.
     """
-    import uvicorn
-
-    check_bind(
+    serve_asgi(
+        lambda: create_app(settings),
+        settings,
         host,
-        bool(settings.bearer_tokens()),
-        allow_insecure=settings.insecure_no_auth_on_public_bind,
+        port,
         server="env server",
-    )
-    raise_open_files_limit()
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
         log_level=log_level,
         ws_max_size=max(settings.max_request_bytes * 2, 1 << 16),
         timeout_graceful_shutdown=10,
         lifespan="on",
-        **uvicorn_options(
-            max_connections=settings.max_connections,
-            keep_alive_s=settings.keep_alive_s,
-            header_timeout_s=settings.header_timeout_s,
-        ),
     )
 
 

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 import envs
 from servers.schemas import ERROR_STATUS, BatchStepItem
+from servers.security import ServingSettings
 from servers.workers import Op, ProcessWorker, Reply, ThreadWorker, Worker
 
 __all__ = ["ANONYMOUS", "ApiError", "EnvServerSettings", "Session", "SessionManager", "check_env_kwargs"]
@@ -45,10 +46,9 @@ def _usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-class EnvServerSettings(BaseModel):
-    """Everything the env server is configured by (``resrl-agent serve env`` flags map onto these)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class EnvServerSettings(ServingSettings):
+    """Everything the env server is configured by (``resrl-agent serve env`` flags map onto these); the tokens and
+    the connection and body limits are :class:`~servers.security.ServingSettings`'."""
 
     envs: list[str] | None = Field(default=None, description="env ids served; None = every registered id")
     workers: int = Field(
@@ -62,32 +62,10 @@ class EnvServerSettings(BaseModel):
     session_ttl_s: float = Field(default=600.0, gt=0)
     step_timeout_s: float = Field(default=30.0, gt=0)
     create_timeout_s: float = Field(default=120.0, gt=0)
-    max_request_bytes: int = Field(default=1_000_000, ge=1024)
     max_batch: int = Field(default=1024, ge=1)
     idempotency_window: int = Field(default=16, ge=1, description="stored step answers per session")
-    token: str | None = Field(default=None, repr=False, description="the bearer token of the client 'default'")
-    client_tokens: dict[str, str] = Field(
-        default_factory=dict,
-        repr=False,
-        description="more clients: name -> bearer token; each client sees and steps only the sessions it created",
-    )
-    max_sessions_per_client: int | None = Field(
-        default=None, ge=1, description="open sessions one client (one token) may hold; None = max_sessions"
-    )
-    insecure_no_auth_on_public_bind: bool = Field(
-        default=False, description="allow a non-loopback bind without a token (logs a warning)"
-    )
     max_connections: int = Field(default=4096, ge=1, description="open connections and requests before 503")
-    keep_alive_s: float = Field(default=5.0, gt=0, description="idle seconds before a kept-alive connection closes")
-    header_timeout_s: float = Field(default=10.0, gt=0, description="seconds a client has to send a request's head")
     test_knobs: bool = Field(default=False, description="allow envs' fault-injection kwargs (tests only)")
-
-    def bearer_tokens(self) -> dict[str, bytes]:
-        """Client name -> token bytes; empty when the server runs without auth."""
-        tokens = {name: token.encode() for name, token in self.client_tokens.items()}
-        if self.token is not None:
-            tokens["default"] = self.token.encode()
-        return tokens
 
 
 class ApiError(Exception):

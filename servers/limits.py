@@ -4,17 +4,31 @@ uvicorn has no timeout for a request's head of its own: a client that sends its 
 its connection (and a file descriptor) forever, and enough of them starve the server (``accept`` fails with "too
 many open files"). :class:`HeaderTimeoutH11Protocol` closes such connections; ``limit_concurrency`` caps
 connections and requests (503 over it); the soft limit of open files is raised to the hard limit.
+:func:`capped_body` reads a request body whole but never past the cap (a chunked body too), and :func:`serve_asgi`
+runs either server with all of it, after the bind check.
 """
 
 from __future__ import annotations
 
 import asyncio
 import resource
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["HeaderTimeoutH11Protocol", "header_timeout_protocol", "raise_open_files_limit", "uvicorn_options"]
+from servers.security import ServingSettings, check_bind
+
+__all__ = [
+    "BodyTooLargeError",
+    "HeaderTimeoutH11Protocol",
+    "capped_body",
+    "header_timeout_protocol",
+    "raise_open_files_limit",
+    "replaying",
+    "serve_asgi",
+    "uvicorn_options",
+]
 
 
 def raise_open_files_limit() -> None:
@@ -135,3 +149,26 @@ def replaying(receive: Any, body: bytes) -> Any:
         return {"type": "http.request", "body": body, "more_body": False}
 
     return replay
+
+
+def serve_asgi(
+    make_app: Callable[[], Any], settings: ServingSettings, host: str, port: int, *, server: str, **uvicorn_kwargs: Any
+) -> None:
+    """Run a server in the foreground: the bind check first (:func:`~servers.security.check_bind`, before the app
+    is even built), the open-files limit raised, then uvicorn with the settings' connection limits."""
+    import uvicorn
+
+    authenticated = bool(settings.bearer_tokens())
+    check_bind(host, authenticated, allow_insecure=settings.insecure_no_auth_on_public_bind, server=server)
+    raise_open_files_limit()
+    uvicorn.run(
+        make_app(),
+        host=host,
+        port=port,
+        **uvicorn_kwargs,
+        **uvicorn_options(
+            max_connections=settings.max_connections,
+            keep_alive_s=settings.keep_alive_s,
+            header_timeout_s=settings.header_timeout_s,
+        ),
+    )

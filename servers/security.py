@@ -7,6 +7,7 @@
 - :func:`resolve_token`: a token given directly, from a file, from an environment variable, or from the file that
   ``<variable>_FILE`` names; :func:`read_client_tokens`: a file of ``<client> <token>`` lines.
 - :func:`scrubbed_environ`: the environment for child processes, without the servers' tokens.
+- :class:`ServingSettings`: the settings both servers have (tokens, the bind opt-in, connection and body limits).
 
 The connection limits are in :mod:`servers.limits` (this module stays free of uvicorn: env workers import it).
 """
@@ -20,10 +21,13 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
+from pydantic import BaseModel, ConfigDict, Field
+
 __all__ = [
     "INSECURE_FLAG",
     "SECRET_ENV_VARS",
     "InsecureBindError",
+    "ServingSettings",
     "bearer_client",
     "check_bind",
     "is_loopback",
@@ -41,6 +45,36 @@ SECRET_ENV_VARS = ("RESRL_ENV_SERVER_TOKEN", "RESRL_TOOL_SERVER_TOKEN")
 
 class InsecureBindError(ValueError):
     """A non-loopback bind without a token, and no explicit opt-in."""
+
+
+class ServingSettings(BaseModel):
+    """What the env server's and the tool server's settings share: who may call, and the limits on calls."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_request_bytes: int = Field(default=1_000_000, ge=1024)
+    token: str | None = Field(default=None, repr=False, description="the bearer token of the client 'default'")
+    client_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,
+        description="more clients: name -> bearer token; each client sees and steps only the sessions it created",
+    )
+    max_sessions_per_client: int | None = Field(
+        default=None, ge=1, description="open sessions one client (one token) may hold; None = max_sessions"
+    )
+    insecure_no_auth_on_public_bind: bool = Field(
+        default=False, description="allow a non-loopback bind without a token (logs a warning)"
+    )
+    max_connections: int = Field(default=1024, ge=1, description="open connections and requests before 503")
+    keep_alive_s: float = Field(default=5.0, gt=0, description="idle seconds before a kept-alive connection closes")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="seconds a client has to send a request's head")
+
+    def bearer_tokens(self) -> dict[str, bytes]:
+        """Client name -> token bytes; empty when the server runs without auth."""
+        tokens = {name: token.encode() for name, token in self.client_tokens.items()}
+        if self.token is not None:
+            tokens["default"] = self.token.encode()
+        return tokens
 
 
 def is_loopback(host: str) -> bool:

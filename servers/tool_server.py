@@ -41,12 +41,12 @@ from fastapi.responses import JSONResponse
 from mcp.server.lowlevel import Server
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from servers.limits import BodyTooLargeError, capped_body, raise_open_files_limit, replaying, uvicorn_options
+from servers.limits import BodyTooLargeError, capped_body, replaying, serve_asgi
 from servers.security import (
     INSECURE_FLAG,
     InsecureBindError,
+    ServingSettings,
     bearer_client,
-    check_bind,
     read_client_tokens,
     resolve_token,
 )
@@ -77,28 +77,15 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-class ToolServerSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ToolServerSettings(ServingSettings):
+    """The tool server's settings; the tokens and the connection and body limits are
+    :class:`~servers.security.ServingSettings`'."""
 
     max_sessions: int = Field(default=256, ge=1)
-    max_sessions_per_client: int | None = Field(default=None, ge=1, description="None = max_sessions")
     session_ttl_s: float = Field(default=900.0, gt=0)
-    max_request_bytes: int = Field(default=1_000_000, ge=1024)
-    token: str | None = Field(default=None, repr=False, description="the bearer token of the client 'default'")
-    client_tokens: dict[str, str] = Field(default_factory=dict, repr=False, description="client name -> token")
     enable_python_exec: bool = True
     tool_threads: int = Field(default=8, ge=1, description="threads for short tools (the BFCL backends)")
     long_tool_threads: int = Field(default=2, ge=1, description="threads for long tools (python_exec)")
-    insecure_no_auth_on_public_bind: bool = False
-    max_connections: int = Field(default=1024, ge=1)
-    keep_alive_s: float = Field(default=5.0, gt=0)
-    header_timeout_s: float = Field(default=10.0, gt=0)
-
-    def bearer_tokens(self) -> dict[str, bytes]:
-        tokens = {name: token.encode() for name, token in self.client_tokens.items()}
-        if self.token is not None:
-            tokens["default"] = self.token.encode()
-        return tokens
 
 
 class _Pools:
@@ -410,25 +397,7 @@ def mcp_line_error(error: Exception) -> mcp_types.JSONRPCError:
 
 def serve_http(settings: ToolServerSettings, host: str = "127.0.0.1", port: int = 8100) -> None:
     """Run the HTTP tool server; refuses a non-loopback bind without a token (InsecureBindError, a ValueError)."""
-    import uvicorn
-
-    check_bind(
-        host,
-        bool(settings.bearer_tokens()),
-        allow_insecure=settings.insecure_no_auth_on_public_bind,
-        server="tool server",
-    )
-    raise_open_files_limit()
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        **uvicorn_options(
-            max_connections=settings.max_connections,
-            keep_alive_s=settings.keep_alive_s,
-            header_timeout_s=settings.header_timeout_s,
-        ),
-    )
+    serve_asgi(lambda: create_app(settings), settings, host, port, server="tool server")
 
 
 def main(argv: list[str] | None = None) -> None:
