@@ -61,26 +61,21 @@ def append_line(path: str | os.PathLike[str], line: str) -> None:
 
 
 def iter_jsonl_lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
-    """(line number, text) of every non-blank line, except a torn last line: one without its newline that does not
-    parse, which a crash mid-append leaves (skipped with a warning naming file and line)."""
+    """(line number, text) of every non-blank line, read one at a time, except a torn last line: one without its
+    newline that does not parse, which a crash mid-append leaves (skipped with a warning naming file and line)."""
     source = Path(path)
     with source.open("rb") as handle:
-        data = handle.read()
-    lines = data.split(b"\n")
-    torn = lines[-1]  # b"" when the file ends with a newline
-    for number, raw in enumerate(lines[:-1], start=1):
-        if raw.strip():
-            yield number, raw.decode("utf-8", errors="replace")
-    if torn.strip():
-        text = torn.decode("utf-8", errors="replace")
-        try:
-            json.loads(text)
-        except json.JSONDecodeError:
-            logger.warning(
-                "%s:%d: the last line is incomplete (a write was cut off); skipped", source, len(lines), stacklevel=2
-            )
-            return
-        yield len(lines), text
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            text = raw.decode("utf-8", errors="replace")
+            if not raw.endswith(b"\n"):  # only the last line can lack its newline
+                try:
+                    json.loads(text)
+                except json.JSONDecodeError:
+                    logger.warning("%s:%d: the last line is incomplete (a write was cut off); skipped", source, number)
+                    return
+            yield number, text
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

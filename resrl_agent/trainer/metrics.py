@@ -108,17 +108,24 @@ class MetricsSink:
 
     def __init__(self, run_dir: str | Path, *, tensorboard: bool = True) -> None:
         self.path = Path(run_dir) / "metrics.jsonl"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tensorboard = tensorboard
         self._writer: Any = None
-        if tensorboard:
+        self._opened = False  # nothing is created in the run dir before the first record
+
+    def _open(self) -> None:
+        self._opened = True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is optional: JSONL only
                 logger.debug("tensorboard is not installed; metrics go to %s only", self.path)
             else:
-                self._writer = SummaryWriter(str(Path(run_dir) / "tb"))
+                self._writer = SummaryWriter(str(self.path.parent / "tb"))
 
     def log(self, step: int, metrics: dict[str, float], *, phase: str = "rl") -> None:
+        if not self._opened:
+            self._open()
         record = {"phase": phase, "step": step}
         for key, value in metrics.items():
             v = float(value)

@@ -56,9 +56,11 @@ def test_a_run_dir_that_holds_a_run_is_refused_without_resume_or_force(tiny_mode
         p.name: p.read_bytes() for p in [run / "metrics.jsonl", run / "config.yaml", run / "checkpoints" / "latest"]
     }
 
+    tree = sorted(p.relative_to(run) for p in run.rglob("*"))
     again = runner.invoke(app, ["train", ECHO, *_short(run, tiny_model_dir, 2)])
     assert again.exit_code == 2
     assert "already holds a run" in again.output and "--resume" in again.output and "--force" in again.output
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == tree  # no file added either (tb/, temp files)
     assert {
         p.name: p.read_bytes() for p in [run / "metrics.jsonl", run / "config.yaml", run / "checkpoints" / "latest"]
     } == before
