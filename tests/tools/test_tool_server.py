@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
+from tool_servers import serving
 
 from servers.tool_client import ToolClient, ToolServerError
-from servers.tool_server import ToolServerSettings, create_app
+from servers.tool_server import ToolServerSettings
 
 REPO = Path(__file__).resolve().parents[2]
 FS_CONFIG = {"root": {"home": {"type": "directory", "contents": {"a.txt": {"type": "file", "content": "x\ny"}}}}}
@@ -23,21 +20,8 @@ FS_CONFIG = {"root": {"home": {"type": "directory", "contents": {"a.txt": {"type
 
 @pytest.fixture(scope="module")
 def server_url() -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(ToolServerSettings(max_sessions=3, token="s3cret")), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=5)
+    with serving(ToolServerSettings(max_sessions=3, token="s3cret")) as url:
+        yield url
 
 
 def test_http_sessions_keep_their_own_state(server_url: str) -> None:

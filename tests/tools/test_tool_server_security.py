@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
+from tool_servers import serving
 
 from servers.limits import uvicorn_options
 from servers.security import resolve_token
@@ -35,20 +33,8 @@ def url() -> Iterator[str]:
         tool_threads=2,
         long_tool_threads=1,
     )
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    limits = uvicorn_options(max_connections=64, keep_alive_s=5, header_timeout_s=5)
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", **limits)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(settings, **uvicorn_options(max_connections=64, keep_alive_s=5, header_timeout_s=5)) as base:
+        yield base
 
 
 def _h(token: str) -> dict[str, str]:
