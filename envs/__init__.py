@@ -37,12 +37,16 @@ def env_ids() -> list[str]:
     return sorted(SPECS)
 
 
+def _unknown(env_id: str) -> EnvError:
+    return EnvError(f"unknown env id {env_id!r}", hint=f"registered ids: {', '.join(env_ids())}")
+
+
 def spec(env_id: str) -> EnvSpec:
     """The spec of a registered env id; an EnvError that lists the registered ids otherwise."""
     try:
         return SPECS[env_id]
     except KeyError:
-        raise EnvError(f"unknown env id {env_id!r}", hint=f"registered ids: {', '.join(env_ids())}") from None
+        raise _unknown(env_id) from None
 
 
 def env_class(env_id: str) -> Any:
@@ -52,7 +56,7 @@ def env_class(env_id: str) -> Any:
     try:
         entry = gym.spec(env_id).entry_point
     except gym.error.Error:
-        raise EnvError(f"unknown env id {env_id!r}", hint=f"registered ids: {', '.join(env_ids())}") from None
+        raise _unknown(env_id) from None
     if isinstance(entry, str):
         module, _, name = entry.partition(":")
         return getattr(importlib.import_module(module), name)
